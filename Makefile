@@ -1,0 +1,35 @@
+# lit-nn — every target sets up .venv first (a no-op when pyproject.toml has not changed).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.install-stamp
+
+.PHONY: install train train-rnn test test-fast test-slow lint ui lab bench \
+        compare-optimizers compare-depth compare-activations compare-models clean
+
+install: $(STAMP)
+
+# pip (not uv/poetry): on the project machines torch/torchvision resolve from local disk.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+train: install            ## the default run: CNN on MNIST (embedded sample offline)
+	$(BIN)/lit-nn fit -c experiments/mnist_cnn.yaml
+
+test: install             ## the fast suite (slow end-to-end tests: make test-slow)
+	$(BIN)/pytest -q -m "not slow"
+
+test-slow: install        ## DDP, kill-and-resume, browser and other long end-to-end tests
+	$(BIN)/pytest -q -m slow
+
+lint: install
+	$(BIN)/ruff check .
+
+ui: install               ## MLflow UI over the local store on http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf mlruns/mlflow.db mlruns/artifacts mlruns/checkpoints reports .pytest_cache

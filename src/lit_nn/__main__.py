@@ -1,0 +1,3 @@
+from lit_nn.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""The shared LightningModule base: optimizer by name, finite-loss guard, per-epoch metrics."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from lit_nn.errors import UserError
+from lit_nn.optim import build_optimizer, check_optimizer_args
+
+
+class DivergedError(UserError):
+    """The training loss became NaN or infinite; the run is marked FAILED with this reason."""
+
+
+class LitModel(L.LightningModule):
+    """Base for every lit-nn model: one place for the optimizer and the divergence check.
+
+    Subclasses build their network in ``__init__`` and implement ``forward`` and
+    ``_shared_step``; metrics are logged per epoch only (no per-step logger traffic).
+    """
+
+    kind = "model"
+
+    def __init__(
+        self,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__()
+        check_optimizer_args(optimizer, lr, weight_decay, momentum)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return build_optimizer(
+            hp.optimizer, self.parameters(), hp.lr, hp.weight_decay, hp.momentum, hp.nesterov
+        )
+
+    def check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Stop at the first NaN/inf loss instead of training on garbage for the rest of the run."""
+        if not torch.isfinite(loss):
+            raise DivergedError(
+                f"training diverged: loss is {loss.item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step} (batch {batch_idx}); try a smaller learning rate "
+                f"(lr={self.hparams.lr})"
+            )
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class Classifier(LitModel):
+    """Cross-entropy classification with torchmetrics accuracy on train/val/test."""
+
+    kind = "classifier"
+
+    def __init__(self, num_classes: int = 10, **optim_args) -> None:
+        super().__init__(**optim_args)
+        self.net: nn.Module
+        metric = torchmetrics.classification.MulticlassAccuracy
+        self.train_acc = metric(num_classes, average="micro")
+        self.val_acc = metric(num_classes, average="micro")
+        self.test_acc = metric(num_classes, average="micro")
+        self.test_confusion = torchmetrics.classification.MulticlassConfusionMatrix(num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.check_finite(loss, batch_idx)
+        self.train_acc(logits, y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        acc = getattr(self, f"{stage}_acc")
+        acc(logits, y)
+        # sync_dist averages the loss over ranks under DDP; the accuracy syncs itself
+        self.log(f"{stage}_loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
+        self.log(f"{stage}_acc", acc, on_epoch=True, prog_bar=True)
+        return logits
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        logits = self._evaluate(batch, "test")
+        self.test_confusion.update(logits, batch[1])
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self(batch[0]).argmax(dim=1)

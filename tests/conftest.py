@@ -1,0 +1,47 @@
+"""Shared fixtures: every test gets its own MLflow store and never touches ./mlruns."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite tracking store per test, also seen by subprocesses (via the env var)."""
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    uri = f"sqlite:///{store}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return uri
+
+
+@pytest.fixture
+def client(tracking_store: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_store)
+
+
+def runs_of(client, experiment: str):
+    """All runs of an experiment (any status), oldest first."""
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"experiment {experiment!r} was not created"
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return sorted(runs, key=lambda r: r.info.start_time)
+
+
+def shared_data(*parts: str) -> Path:
+    """A file under ../shared/data, or skip the test when it is absent (a user's fresh clone)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+os.environ.setdefault("PYTHONHASHSEED", "0")
