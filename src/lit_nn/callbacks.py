@@ -101,11 +101,12 @@ class RunRecorder(L.Callback):
         confusion = getattr(pl_module, "test_confusion", None)
         if tracker is None or confusion is None or not confusion.update_called:
             return
-        from lit_nn.figures import confusion_matrix_figure
+        from lit_nn.figures import confusion_matrix_figure, plt
 
         classes = getattr(getattr(trainer.datamodule, "spec", None), "classes", None)
         figure = confusion_matrix_figure(confusion.compute().cpu(), classes)
         tracker.log_figure(figure, "confusion_matrix.png")
+        plt.close(figure)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         tracker = _tracker(trainer)
@@ -117,7 +118,8 @@ def describe_finish(trainer: L.Trainer) -> None:
     """Print the closing lines of a run: test accuracy, run id, where to look."""
     tracker = _tracker(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor)}
-    shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("test_acc", "test_loss", "val_acc") if k in metrics)
+    shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("test_acc", "test_loss", "val_acc", "val_loss", "val_bpc")
+                      if k in metrics)
     if shown:
         rank_zero_info(f"result: {shown}")
     if tracker is not None and tracker.run_id:

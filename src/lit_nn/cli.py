@@ -74,6 +74,8 @@ class LitNNCLI(LightningCLI):
                            help="MLflow experiment the run is recorded in")
         group.add_argument("--run_name", type=str | None, default=None,
                            help="MLflow run name (default: <model>-<optimizer>-<dataset>)")
+        group.add_argument("--tags", type=dict[str, str], default={},
+                           help="extra MLflow tags, e.g. '{\"sweep\": \"opt\", \"mlflow.parentRunId\": \"<id>\"}'")
         group.add_argument("--log_checkpoint", type=bool, default=True,
                            help="store the best checkpoint as an MLflow artifact")
         group.add_argument("--test_after_fit", type=bool, default=True,
@@ -100,7 +102,7 @@ class LitNNCLI(LightningCLI):
             uri = prepare_store()
             ensure_experiment(settings.experiment, uri)
             tracker = MLflowTracker(settings.experiment, run_name=settings.run_name or self._default_run_name(),
-                                    tracking_uri=uri)
+                                    tags=dict(settings.tags), tracking_uri=uri)
             trainer_config["logger"] = tracker
             config_dict = self._parser(self.subcommand).dump(settings, skip_none=False, format="yaml")
             params = flatten_config(yaml.safe_load(config_dict))
