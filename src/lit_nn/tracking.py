@@ -8,6 +8,7 @@ The default store is ``sqlite:///mlruns/mlflow.db`` (MLflow >= 3.13 refuses a pl
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Mapping
 from functools import cache
@@ -101,6 +102,11 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+def process_tags() -> dict[str, str]:
+    """Who is writing the run: lets ``lit-nn runs --cleanup`` tell a dead RUNNING run from a live one."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
 class MLflowTracker(MLFlowLogger):
     """Lightning's MLFlowLogger with lit-nn's conventions.
 
@@ -123,7 +129,7 @@ class MLflowTracker(MLFlowLogger):
             experiment_name=experiment_name,
             run_name=run_name,
             run_id=run_id,
-            tags=tags,
+            tags={**process_tags(), **(tags or {})},
             tracking_uri=uri,
             artifact_location=artifact_location(experiment_name, uri),
             log_model=False,  # lit-nn logs the best checkpoint itself, once, at the end
