@@ -81,6 +81,15 @@ class LitNNCLI(LightningCLI):
         group.add_argument("--test_after_fit", type=bool, default=True,
                            help="evaluate the test set at the end of fit, so every run has test_acc")
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:  # jsonargparse re-wraps errors raised by model/data __init__
+            cause = UserError.wrapped_in(err)
+            if cause is None:
+                raise
+            raise cause from None
+
     # -- building the Trainer ---------------------------------------------------------
     def _settings(self) -> Any:
         return self.config[self.subcommand]
@@ -146,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     from_console = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     try:
         if not argv or argv[0] in ("-h", "--help"):
             _print_overview()
