@@ -1,0 +1,318 @@
+"""Sweep files: load and check them, expand them into points, and hash each point's config.
+
+A sweep file is YAML (see the comment at the top of ``experiments/compare_*.yaml``)::
+
+    name: compare_depth            # default: the file name without .yaml
+    experiment: compare_depth      # MLflow experiment (default: the sweep name)
+    base: mnist_mlp.yaml           # optional run config file, relative to the sweep file
+    config: {model: ..., data: ..., trainer: ...}   # a `lit-nn fit -c` config, merged over base
+    grid: {model.init_args.depth: [0, 1, 2, 3]}     # dotted key -> values; cartesian product
+    points:                                         # named points: keys that change together
+      - {name: sgd_momentum, model.init_args.optimizer: sgd, model.init_args.momentum: 0.9}
+    seeds: [0, 1, 2]               # every point runs once per seed
+    seed_keys: [seed_everything]   # the config keys a seed sets
+    group_by: depth                # the tag the report groups by (sweep_point = point name)
+
+A point's identity is the hash of its resolved config plus the extra command-line arguments:
+resuming compares hashes, so editing a value in the file (or passing another
+``--trainer.max_epochs``) makes the affected points new, while unchanged points are skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_nn.errors import UserError, unknown_choice
+
+SWEEP_KEYS = ("name", "experiment", "base", "config", "grid", "points", "seeds", "seed_keys", "group_by",
+              "description")
+# CLI options that belong to the sweep itself, so extra arguments may not override them
+RESERVED_ARGS = ("--experiment", "--run_name", "--tags", "-c", "--config")
+# config keys that name and label a run but do not change what it computes: not hashed
+UNHASHED_KEYS = ("experiment", "run_name", "tags")
+POINT_NAME = "sweep_point"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A loaded, checked sweep file."""
+
+    name: str
+    experiment: str
+    config: dict[str, Any]
+    grid: dict[str, list[Any]]
+    points: list[dict[str, Any]]
+    seeds: list[int]
+    seed_keys: list[str]
+    group_by: str
+    path: Path | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One training run of a sweep: a setting (label) with one seed."""
+
+    label: str                      # "sgd_momentum", "depth=2", "adam,hidden=64"
+    seed: int
+    overrides: dict[str, Any]       # dotted key -> value, seed keys included
+    varied: dict[str, str]          # tag name -> value, for the scalar values the sweep varies
+    config: dict[str, Any]          # the resolved run config (what `lit-nn fit -c` reads)
+    extra_args: tuple[str, ...]     # command-line arguments appended to every point
+    config_hash: str = field(default="")
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.label}-s{self.seed}"
+
+    def tags(self, sweep: str, parent_run_id: str | None) -> dict[str, str]:
+        """The MLflow tags of the point's run: nesting, sweep identity and the varied values."""
+        tags = {**self.varied, "sweep": sweep, "sweep_role": "point", POINT_NAME: self.label,
+                "seed": str(self.seed), "config_hash": self.config_hash}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        return tags
+
+
+# -- dotted keys ---------------------------------------------------------------------------
+def _descend(node: dict[str, Any], part: str) -> dict[str, Any]:
+    """Step into ``node[part]``, going through ``init_args`` of a ``class_path`` node."""
+    if "class_path" in node and part not in ("class_path", "init_args"):
+        node = node.setdefault("init_args", {})
+    return node
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``model.init_args.lr`` (or the short ``model.lr``) in a nested config, in place.
+
+    A dict value replaces the whole subtree (e.g. ``model: {class_path: CNN, ...}``), so
+    switching the model class does not inherit the other class's arguments.
+    """
+    parts = key.split(".")
+    if not all(parts):
+        raise UserError(f"bad config key {key!r}: dotted keys look like model.init_args.lr")
+    node = config
+    for i, part in enumerate(parts[:-1]):
+        node = _descend(node, part)
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise UserError(f"cannot set {key!r}: {where} is {child!r}, not a section")
+        node = child
+    node = _descend(node, parts[-1])
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def short_key(key: str) -> str:
+    """``model.init_args.depth`` -> ``depth``: the name used for tags and point labels."""
+    parts = [p for p in key.split(".") if p != "init_args"]
+    return parts[-2] if parts[-1] == "class_path" and len(parts) > 1 else parts[-1]
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; nested dicts merge, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            if "class_path" in value and value["class_path"] != out[key].get("class_path"):
+                out[key] = copy.deepcopy(value)  # another class: its arguments start from scratch
+            else:
+                out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# -- loading -------------------------------------------------------------------------------
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{what} {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"{what} {str(path)!r} is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what} {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _check_key(key: Any, where: str) -> str:
+    if not isinstance(key, str) or not key or key.startswith(".") or key.endswith("."):
+        raise UserError(f"{where}: {key!r} is not a config key; use dotted keys like model.init_args.lr")
+    return key
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and check a sweep file; every mistake is a UserError naming the bad value."""
+    path = Path(path)
+    raw = _read_yaml(path, "sweep file")
+    return parse_sweep(raw, path)
+
+
+def parse_sweep(raw: dict[str, Any], path: Path | None = None) -> SweepSpec:
+    """Check a sweep mapping (as read from YAML) and build its :class:`SweepSpec`."""
+    where = str(path) if path else "sweep"
+    for key in raw:
+        if key not in SWEEP_KEYS:
+            raise unknown_choice(f"key in {where}:", key, SWEEP_KEYS)
+    config: dict[str, Any] = {}
+    if raw.get("base") is not None:
+        base = Path(str(raw["base"]))
+        if not base.is_absolute() and path is not None:
+            base = path.parent / base
+        config = _read_yaml(base, "base config")
+    inline = raw.get("config") or {}
+    if not isinstance(inline, dict):
+        raise UserError(f"{where}: 'config' must be a mapping (a `lit-nn fit -c` config), got {inline!r}")
+    config = deep_merge(config, inline)
+    if not config.get("model"):
+        raise UserError(f"{where}: the run config has no 'model'; give one under 'config:' or in 'base:'")
+
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise UserError(f"{where}: 'grid' must map dotted keys to lists of values, got {grid!r}")
+    for key, values in grid.items():
+        _check_key(key, f"{where} grid")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{where}: grid key {key!r} needs a non-empty list of values, got {values!r}")
+
+    points = raw.get("points") or []
+    if not isinstance(points, list):
+        raise UserError(f"{where}: 'points' must be a list of mappings with a 'name', got {points!r}")
+    names: set[str] = set()
+    for i, point in enumerate(points):
+        if not isinstance(point, dict) or not isinstance(point.get("name"), str | int) or str(point["name"]) == "":
+            raise UserError(f"{where}: point #{i + 1} must be a mapping with a 'name', got {point!r}")
+        name = str(point["name"])
+        if name in names:
+            raise UserError(f"{where}: two points are named {name!r}; point names must be unique")
+        names.add(name)
+        for key in point:
+            if key != "name":
+                _check_key(key, f"{where} point {name!r}")
+                if key in grid:
+                    raise UserError(f"{where}: point {name!r} sets {key!r}, which the grid also varies")
+
+    seeds = raw.get("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise UserError(f"{where}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{where}: 'seeds' has duplicates: {seeds}")
+    seed_keys = raw.get("seed_keys", ["seed_everything"])
+    if isinstance(seed_keys, str):
+        seed_keys = [seed_keys]
+    if not isinstance(seed_keys, list) or not seed_keys:
+        raise UserError(f"{where}: 'seed_keys' must be a list of config keys, got {seed_keys!r}")
+    for key in seed_keys:
+        _check_key(key, f"{where} seed_keys")
+
+    name = str(raw.get("name") or (path.stem if path else "sweep"))
+    default_group = POINT_NAME if points or len(grid) != 1 else short_key(next(iter(grid)))
+    group_by = str(raw.get("group_by") or default_group)
+    valid_groups = {POINT_NAME, "seed", *(short_key(k) for k in grid),
+                    *(short_key(k) for p in points for k in p if k != "name")}
+    if raw.get("group_by") and group_by not in valid_groups:
+        raise unknown_choice("group_by", group_by, sorted(valid_groups | {"model", "optimizer", "activation",
+                                                                          "depth", "dataset"}))
+    return SweepSpec(name=name, experiment=str(raw.get("experiment") or name), config=config, grid=grid,
+                     points=points, seeds=seeds, seed_keys=seed_keys, group_by=group_by, path=path,
+                     description=str(raw.get("description") or ""))
+
+
+# -- expanding -----------------------------------------------------------------------------
+def normalize_args(args: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``--trainer.max_epochs 3`` and ``--trainer.max_epochs=3`` are the same point: join them."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--") and "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            out.append(f"{arg}={args[i + 1]}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return tuple(out)
+
+
+def check_extra_args(args: list[str] | tuple[str, ...]) -> None:
+    """Extra arguments go to every point; the ones the sweep sets itself are refused."""
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name in RESERVED_ARGS:
+            raise UserError(f"{name} is set by the sweep for every point; put run settings in the sweep "
+                            "file or pass --model.*, --data.*, --trainer.* options")
+        if not arg.startswith("--") and arg == args[0]:
+            raise UserError(f"unexpected argument {arg!r}: extra arguments are options such as "
+                            "--trainer.max_epochs 3")
+
+
+def config_hash(config: dict[str, Any], extra_args: tuple[str, ...] = ()) -> str:
+    """A short, stable hash of what a point computes: its config (minus labels) and extra args."""
+    hashed = {k: v for k, v in config.items() if k not in UNHASHED_KEYS}
+    payload = json.dumps({"config": hashed, "args": list(normalize_args(extra_args))},
+                         sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("class_path", "?")).rsplit(".", 1)[-1]
+    return str(value)
+
+
+def settings(spec: SweepSpec) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """The sweep's settings before seeds: (label, dotted overrides, varied tag values)."""
+    named = spec.points or [{}]
+    combos = [dict(zip(spec.grid, values, strict=True)) for values in itertools.product(*spec.grid.values())]
+    out = []
+    for point in named:
+        for combo in combos:
+            overrides = {**{k: v for k, v in point.items() if k != "name"}, **combo}
+            parts = ([str(point["name"])] if "name" in point else []) + [
+                f"{short_key(k)}={_fmt(v)}" for k, v in combo.items()]
+            varied = {short_key(k): str(v) for k, v in overrides.items() if not isinstance(v, dict | list)}
+            out.append((",".join(parts) or "base", overrides, varied))
+    return out
+
+
+def expand(spec: SweepSpec, extra_args: list[str] | tuple[str, ...] = ()) -> list[Point]:
+    """All points, seed-major: every setting with seed 0, then every setting with seed 1, ...
+
+    Seed-major order means that a sweep stopped halfway already has one run of each setting,
+    so the report is a complete (if noisier) comparison.
+    """
+    check_extra_args(extra_args)
+    extra = tuple(extra_args)
+    points: list[Point] = []
+    seen: dict[str, str] = {}
+    for seed in spec.seeds:
+        for label, overrides, varied in settings(spec):
+            config = copy.deepcopy(spec.config)
+            all_overrides = {**overrides, **{key: seed for key in spec.seed_keys}}
+            for key, value in all_overrides.items():
+                set_dotted(config, key, value)
+            digest = config_hash(config, extra)
+            name = f"{label}-s{seed}"
+            if digest in seen:
+                raise UserError(f"points {seen[digest]!r} and {name!r} resolve to the same config; "
+                                "make them differ or remove one")
+            seen[digest] = name
+            points.append(Point(label, seed, all_overrides, varied, config, extra, digest))
+    return points
+
+
+def point_settings_count(spec: SweepSpec) -> int:
+    """How many settings (points per seed) the sweep has."""
+    return max(1, len(spec.points)) * len(list(itertools.product(*spec.grid.values())))
