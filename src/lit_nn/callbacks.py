@@ -98,13 +98,13 @@ class RunRecorder(L.Callback):
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         tracker = _tracker(trainer)
-        confusion = getattr(pl_module, "test_confusion", None)
-        if tracker is None or confusion is None or not confusion.update_called:
+        confusion = getattr(pl_module, "confusion_matrix", None)
+        if tracker is None or confusion is None:
             return
         from lit_nn.figures import confusion_matrix_figure, plt
 
         classes = getattr(getattr(trainer.datamodule, "spec", None), "classes", None)
-        figure = confusion_matrix_figure(confusion.compute().cpu(), classes)
+        figure = confusion_matrix_figure(confusion, classes)
         tracker.log_figure(figure, "confusion_matrix.png")
         plt.close(figure)
 

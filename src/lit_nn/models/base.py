@@ -79,7 +79,7 @@ class Classifier(LitModel):
         loss = F.cross_entropy(logits, y)
         self.check_finite(loss, batch_idx)
         self.train_acc(logits, y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
@@ -102,6 +102,11 @@ class Classifier(LitModel):
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
+        self.confusion_matrix: torch.Tensor | None = None
+
+    def on_test_epoch_end(self) -> None:
+        # compute() is a collective under DDP: every rank must call it, not only the logging rank
+        self.confusion_matrix = self.test_confusion.compute().cpu()
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch[0]).argmax(dim=1)
