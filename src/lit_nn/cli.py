@@ -10,15 +10,20 @@ argparse programs in their own modules, dispatched from :func:`main`.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 from typing import Any
 
+import torch
 import yaml
+from jsonargparse import ArgumentError
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from lit_nn.callbacks import RunCheckpoint, RunRecorder, describe_finish
+from lit_nn.cli_errors import check_config_file, condense_parser_error, config_paths
 from lit_nn.errors import UserError
 from lit_nn.tracking import MLflowTracker, ensure_experiment, prepare_store
 
@@ -63,7 +68,8 @@ class LitNNCLI(LightningCLI):
             seed_everything_default=0,
             save_config_callback=None,  # MLFlowLogger on SQLite has no log_dir; RunRecorder logs the config
             auto_configure_optimizers=False,  # models choose their optimizer by name
-            parser_kwargs={"default_env": False, "description": "lit-nn: train and compare neural networks."},
+            parser_kwargs={"default_env": False, "exit_on_error": False,
+                           "description": "lit-nn: train and compare neural networks."},
             args=args,
             run=run,
         )
@@ -121,7 +127,11 @@ class LitNNCLI(LightningCLI):
         if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
             monitor = getattr(self.model, "monitor", ("val_acc", "max"))
             callbacks.append(RunCheckpoint(*monitor))
-        return self._instantiate_trainer(trainer_config, callbacks)
+        check_devices(trainer_config)
+        try:
+            return self._instantiate_trainer(trainer_config, callbacks)
+        except (MisconfigurationException, ValueError) as err:  # Trainer's own argument checks
+            raise UserError(f"invalid Trainer setting: {err}") from None
 
     # -- after the command ------------------------------------------------------------
     def after_fit(self) -> None:
@@ -136,6 +146,18 @@ class LitNNCLI(LightningCLI):
 
     def after_validate(self) -> None:
         describe_finish(self.trainer)
+
+
+def check_devices(trainer_config: dict[str, Any]) -> None:
+    """Refuse more CPU processes than cores: DDP on CPU would oversubscribe and crawl (or hang)."""
+    accelerator = str(trainer_config.get("accelerator", "auto"))
+    devices = trainer_config.get("devices", "auto")
+    devices = int(devices) if isinstance(devices, str) and devices.isdigit() else devices
+    cores = os.cpu_count() or 1
+    cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if cpu and isinstance(devices, int) and devices > cores:
+        raise UserError(f"--trainer.devices {devices} asks for more CPU processes than this machine's "
+                        f"{cores} cores; use at most {cores}")
 
 
 def _print_overview() -> None:
@@ -164,7 +186,12 @@ def main(argv: list[str] | None = None) -> None:
         if command in TOOL_COMMANDS:
             importlib.import_module(TOOL_COMMANDS[command][0]).main(argv[1:])
         elif command in TRAINER_COMMANDS:
-            LitNNCLI(args=None if from_console else argv)
+            for config in config_paths(argv):
+                check_config_file(config)
+            try:
+                LitNNCLI(args=None if from_console else argv)
+            except ArgumentError as err:
+                raise UserError(condense_parser_error(str(err))) from None
         else:
             valid = ", ".join([*TRAINER_COMMANDS, *TOOL_COMMANDS])
             raise UserError(f"unknown command {command!r}; valid: {valid}")
