@@ -45,7 +45,7 @@ ACTIVATION_FUNCTIONS: dict[str, tuple[Fn, Fn]] = {
     "sigmoid": (torch.sigmoid, lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x))),
     "tanh": (torch.tanh, lambda x: 1 - torch.tanh(x) ** 2),
     "relu": (F.relu, lambda x: (x > 0).to(x.dtype)),
-    "leaky_relu": (F.leaky_relu, lambda x: torch.where(x > 0, 1.0, LEAKY_SLOPE).to(x.dtype)),
+    "leaky_relu": (F.leaky_relu, lambda x: torch.where(x > 0, torch.ones_like(x), torch.full_like(x, LEAKY_SLOPE))),
     "selu": (F.selu, lambda x: SELU_SCALE * torch.where(x > 0, torch.ones_like(x), SELU_ALPHA * torch.exp(x))),
     "gelu": (F.gelu, _d_gelu),
 }
