@@ -132,8 +132,9 @@ def curves(points: int = 400) -> dict[str, tuple[str, torch.Tensor, dict[str, to
 
 def curves_figure() -> plt.Figure:
     panels = curves()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
-    for ax, (title, (xlabel, x, ys)) in zip(axes, panels.items(), strict=True):
+    fig, axes = plt.subplots(2, 3, figsize=(14, 8))
+    axes[-1, -1].axis("off")
+    for ax, (title, (xlabel, x, ys)) in zip(axes.ravel(), panels.items(), strict=False):
         for label, y in ys.items():
             ax.plot(x, y, label=label)
         ax.set_title(title, fontsize=10)
@@ -217,6 +218,7 @@ def accuracy_figure(histories: dict[str, list[dict[str, float]]], title: str) ->
         ax.plot(epochs, [r["val_acc"] for r in rows], "o-", color=colour, label=f"{name}: validation")
         ax.plot(epochs, [r["train_acc"] for r in rows], "--", color=colour, alpha=0.6, label=f"{name}: train")
     ax.set_xlabel("epoch")
+    ax.set_xticks(range(1, len(next(iter(histories.values()))) + 1))
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=10)
