@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from lit_nn.tracking import MLflowTracker, checkpoint_root, git_commit
+from lit_nn.tracking import MLflowTracker, checkpoint_root, git_commit, process_tags
 
 
 def _tracker(trainer: L.Trainer) -> MLflowTracker | None:
@@ -58,8 +59,10 @@ class RunRecorder(L.Callback):
     as an artifact (``log_checkpoint``). On an exception: the reason, for the final status.
     """
 
-    def __init__(self, params: dict[str, Any], config_yaml: str, log_checkpoint: bool = True) -> None:
+    def __init__(self, params: dict[str, Any], config_yaml: str, log_checkpoint: bool = True,
+                 resumed: bool = False) -> None:
         self.params, self.config_yaml, self.log_checkpoint = params, config_yaml, log_checkpoint
+        self.resumed = resumed  # a resumed run has its params already (MLflow params are write-once)
         self._logged_config = False
 
     @rank_zero_only
@@ -70,6 +73,14 @@ class RunRecorder(L.Callback):
         self._logged_config = True
         datamodule = trainer.datamodule
         source = getattr(datamodule, "source", None)
+        ckpt = trainer.checkpoint_callback
+        if trainer.state.fn == "fit" and isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath:
+            last = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+            tracker.set_tags({"checkpoint_dir": ckpt.dirpath, "last_checkpoint": str(last)})
+            rank_zero_info(f"checkpoints: {ckpt.dirpath} (last.ckpt each epoch, best.ckpt by {ckpt.monitor})")
+        if self.resumed:
+            tracker.set_tags({**process_tags(), "resumed_at": str(int(time.time() * 1000))})
+            return
         tracker.log_hyperparams({**self.params, "num_parameters": getattr(pl_module, "num_parameters", None),
                                  "data_source": source})
         tracker.set_tags({**run_tags(pl_module, datamodule), "data_source": source})
@@ -91,7 +102,6 @@ class RunRecorder(L.Callback):
         ckpt = trainer.checkpoint_callback
         if tracker is None or not isinstance(ckpt, ModelCheckpoint):
             return
-        tracker.set_tags({"checkpoint_dir": ckpt.dirpath, "last_checkpoint": ckpt.last_model_path})
         if self.log_checkpoint and ckpt.best_model_path:
             tracker.log_artifact(ckpt.best_model_path, "checkpoints")
 

@@ -23,8 +23,10 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from lit_nn.callbacks import RunCheckpoint, RunRecorder, describe_finish
-from lit_nn.cli_errors import check_config_file, condense_parser_error, config_paths
+from lit_nn.checkpoints import check_checkpoint_matches, load_checkpoint
+from lit_nn.cli_errors import check_config_file, condense_parser_error, config_paths, option_values
 from lit_nn.errors import UserError
+from lit_nn.resume import find_run_to_resume, reopen_run
 from lit_nn.tracking import MLflowTracker, ensure_experiment, prepare_store
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
@@ -84,6 +86,9 @@ class LitNNCLI(LightningCLI):
                            help="extra MLflow tags, e.g. '{\"sweep\": \"opt\", \"mlflow.parentRunId\": \"<id>\"}'")
         group.add_argument("--log_checkpoint", type=bool, default=True,
                            help="store the best checkpoint as an MLflow artifact")
+        group.add_argument("--resume", type=str | None, default=None,
+                           help="continue MLflow run RUN_ID from its last checkpoint (fit only); "
+                                "--ckpt_path last picks the newest unfinished run of the same name")
         group.add_argument("--test_after_fit", type=bool, default=True,
                            help="evaluate the test set at the end of fit, so every run has test_acc")
 
@@ -95,6 +100,12 @@ class LitNNCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+
+    def before_instantiate_classes(self) -> None:
+        # Lightning's default is a full unpickle; lit-nn checkpoints need only tensors and containers
+        settings = self._settings()
+        if "weights_only" in settings and settings.weights_only is None:
+            settings.weights_only = True
 
     # -- building the Trainer ---------------------------------------------------------
     def _settings(self) -> Any:
@@ -113,15 +124,19 @@ class LitNNCLI(LightningCLI):
         settings = self._settings()
         trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         callbacks = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        resume_id = self._resume() if self.subcommand == "fit" else None
+        if settings.get("ckpt_path") and not resume_id:
+            check_checkpoint_matches(settings.ckpt_path, self.model)
         if trainer_config.get("logger") is not False:
             uri = prepare_store()
             ensure_experiment(settings.experiment, uri)
             tracker = MLflowTracker(settings.experiment, run_name=settings.run_name or self._default_run_name(),
-                                    tags=dict(settings.tags), tracking_uri=uri)
+                                    run_id=resume_id, tags=dict(settings.tags), tracking_uri=uri)
             trainer_config["logger"] = tracker
             config_dict = self._parser(self.subcommand).dump(settings, skip_none=False, format="yaml")
             params = flatten_config(yaml.safe_load(config_dict))
-            callbacks.append(RunRecorder(params, config_dict, log_checkpoint=settings.log_checkpoint))
+            callbacks.append(RunRecorder(params, config_dict, log_checkpoint=settings.log_checkpoint,
+                                         resumed=resume_id is not None))
         if trainer_config.get("enable_progress_bar", True) is not False:
             callbacks.append(RichProgressBar(refresh_rate=5, leave=True))
         if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
@@ -132,6 +147,24 @@ class LitNNCLI(LightningCLI):
             return self._instantiate_trainer(trainer_config, callbacks)
         except (MisconfigurationException, ValueError) as err:  # Trainer's own argument checks
             raise UserError(f"invalid Trainer setting: {err}") from None
+
+    def _resume(self) -> str | None:
+        """For ``--resume RUN_ID`` / ``--ckpt_path last``: reopen the run, point fit at its last.ckpt."""
+        settings = self._settings()
+        if not settings.resume and settings.ckpt_path != "last":
+            return None
+        from mlflow.tracking import MlflowClient
+
+        uri = prepare_store()
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(settings.experiment)
+        run = find_run_to_resume(client, experiment.experiment_id if experiment else None, settings.experiment,
+                                 settings.run_name or self._default_run_name(), settings.resume)
+        last = reopen_run(client, run)
+        check_checkpoint_matches(last, self.model)
+        self.config_init[self.subcommand].ckpt_path = str(last)
+        print(f"resuming run {run.info.run_id} from {last}")
+        return run.info.run_id
 
     # -- after the command ------------------------------------------------------------
     def after_fit(self) -> None:
@@ -188,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
         elif command in TRAINER_COMMANDS:
             for config in config_paths(argv):
                 check_config_file(config)
+            for ckpt in option_values(argv, "--ckpt_path"):
+                if ckpt not in ("last", "best", "hpc", "registry"):
+                    load_checkpoint(ckpt)  # LightningCLI reads it while parsing: check it first
             try:
                 LitNNCLI(args=None if from_console else argv)
             except ArgumentError as err:

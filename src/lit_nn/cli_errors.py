@@ -25,13 +25,18 @@ TOP_LEVEL_KEYS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "w
                   "run_name", "tags", "log_checkpoint", "test_after_fit", "resume")
 
 
+def option_values(argv: list[str], *names: str) -> Iterator[str]:
+    """The values given to any of the options ``names`` in ``argv`` (``--opt v`` or ``--opt=v``)."""
+    for i, arg in enumerate(argv):
+        if arg in names and i + 1 < len(argv):
+            yield argv[i + 1]
+        elif "=" in arg and arg.split("=", 1)[0] in names:
+            yield arg.split("=", 1)[1]
+
+
 def config_paths(argv: list[str]) -> Iterator[str]:
     """The values of every ``-c``/``--config`` option in ``argv``."""
-    for i, arg in enumerate(argv):
-        if arg in ("-c", "--config") and i + 1 < len(argv):
-            yield argv[i + 1]
-        elif arg.startswith("--config="):
-            yield arg.split("=", 1)[1]
+    return option_values(argv, "-c", "--config")
 
 
 def _nan_keys(node: Any, prefix: str = "") -> Iterator[str]:

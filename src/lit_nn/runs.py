@@ -84,7 +84,8 @@ def run_process_alive(run: Any, host: str | None = None) -> bool | None:
     pid = tags.get("pid", "")
     if tags.get("host") != host or not pid.isdigit():
         return None
-    return process_alive(int(pid), started_before=run.info.start_time / 1000.0)
+    started_ms = max(run.info.start_time, int(tags.get("resumed_at", "0") or 0))  # a resume has a new pid
+    return process_alive(int(pid), started_before=started_ms / 1000.0)
 
 
 # -- reading runs ----------------------------------------------------------------------------

@@ -51,6 +51,17 @@ class LitModel(L.LightningModule):
                 f"(lr={self.hparams.lr})"
             )
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # what the file holds (for clear errors on a mismatched load) and the RNG state, so a
+        # resumed run draws the same dropout/augmentation randomness as an uninterrupted one
+        checkpoint["lit_nn"] = {"model_class": f"{type(self).__module__}.{type(self).__qualname__}",
+                                "kind": self.kind}
+        checkpoint["rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if isinstance(checkpoint.get("rng_state"), torch.Tensor):
+            torch.set_rng_state(checkpoint["rng_state"])
+
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
