@@ -1,0 +1,139 @@
+"""``make train`` from start to finish, and how much of it is start-up rather than training.
+
+Runs the real command — ``lit-nn fit -c experiments/mnist_cnn.yaml`` — as a subprocess
+against a temporary MLflow store, and splits its wall time with the timestamps MLflow itself
+recorded (run start, each epoch's metrics, the test metrics, run end). Separately it times a
+bare interpreter and ``import lit_nn.cli`` in fresh processes, the fixed cost of every
+``lit-nn`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO, fmt_s, log, markdown_table
+
+
+def _wall(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = 900) -> tuple[float, str]:
+    start = time.time()
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.time() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return wall, proc.stdout + proc.stderr
+
+
+def lit_nn_command() -> list[str]:
+    """The console script ``make train`` calls, beside this interpreter (``-m lit_nn`` as a fallback)."""
+    script = Path(sys.executable).parent / "lit-nn"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lit_nn"]
+
+
+IMPORT_PROBES = {
+    "python_s": "pass",
+    "import_cli_s": "import lit_nn.cli",
+    # the same, but the heap is frozen before exit: the interpreter's final garbage collections
+    # then skip the ~10^5-10^6 objects torch, Lightning and MLflow leave behind
+    "import_cli_freeze_s": "import gc, lit_nn.cli; gc.freeze()",
+}
+
+
+def import_times(env: dict[str, str], repeats: int) -> dict[str, float]:
+    """Median wall times, in fresh processes, of: a bare interpreter; ``import lit_nn.cli``; the
+    same with ``gc.freeze()`` before exit; and how much of ``import lit_nn.cli``'s wall is exit."""
+    walls: dict[str, list[float]] = {k: [] for k in IMPORT_PROBES}
+    exits: list[float] = []
+    for _ in range(repeats):  # interleaved, like everything else
+        for key, code in IMPORT_PROBES.items():
+            walls[key].append(_wall([sys.executable, "-c", code], env)[0])
+        _, out = _wall([sys.executable, "-c", "import time, lit_nn.cli; print(time.time(), flush=True)"], env)
+        exits.append(time.time() - float(out.split()[0]))
+    result = {k: statistics.median(v) for k, v in walls.items()}
+    result["exit_after_import_s"] = statistics.median(exits)
+    return result
+
+
+def make_train(env: dict[str, str], quick: bool) -> dict[str, Any]:
+    """Run ``lit-nn fit -c experiments/mnist_cnn.yaml`` and split its wall time by MLflow's timestamps."""
+    from mlflow.tracking import MlflowClient
+
+    args = [*lit_nn_command(), "fit", "-c", "experiments/mnist_cnn.yaml"]
+    if quick:
+        args += ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+                 "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1"]
+    launched = time.time()
+    wall, output = _wall(args, env)
+    ended = launched + wall
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("mnist")
+    if experiment is None:
+        raise RuntimeError(f"lit-nn fit wrote no 'mnist' experiment:\n{output[-2000:]}")
+    run = client.search_runs([experiment.experiment_id], max_results=1, order_by=["attributes.start_time DESC"])[0]
+    ms = 1000.0
+    run_start, run_end = run.info.start_time / ms, run.info.end_time / ms
+    train = sorted(m.timestamp / ms for m in client.get_metric_history(run.info.run_id, "train_loss"))
+    test = [m.timestamp / ms for m in client.get_metric_history(run.info.run_id, "test_acc")]
+    last_train = train[-1] if train else run_start
+    test_at = test[-1] if test else last_train
+    epochs = len(train)
+    per_epoch = (train[-1] - train[0]) / (epochs - 1) if epochs > 1 else None
+    phases = [
+        ("start-up: interpreter, imports, CLI parsing, data loading, Trainer and MLflow run set-up",
+         run_start - launched),
+        (f"training: {epochs} epoch(s), each with validation, metrics logging and checkpointing",
+         last_train - run_start),
+        ("after training: best checkpoint to MLflow, test-set evaluation", test_at - last_train),
+        ("confusion-matrix figure, finishing the MLflow run", run_end - test_at),
+        ("process exit", ended - run_end),
+    ]
+    return {"command": " ".join(["lit-nn", *args[len(lit_nn_command()):]]), "wall_s": wall, "epochs": epochs,
+            "per_epoch_s": per_epoch, "phases": phases, "run_id": run.info.run_id,
+            "test_acc": run.data.metrics.get("test_acc")}
+
+
+def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
+    """Time ``make train``'s command and the import cost; ``threads`` sets OMP_NUM_THREADS for them."""
+    with tempfile.TemporaryDirectory(prefix="lit-nn-bench-") as tmp:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db", "MPLBACKEND": "Agg",
+               "PYTHONWARNINGS": "ignore"}
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = str(threads)
+        log("start-up: interpreter and `import lit_nn.cli`")
+        imports = import_times(env, repeats=1 if quick else 3)
+        log("start-up: `lit-nn fit -c experiments/mnist_cnn.yaml`" + (" (quick: 1 epoch, 3 batches)" if quick else ""))
+        train = make_train(env, quick)
+    return {"quick": quick, "threads": threads, **imports, "make_train": train}
+
+
+def report(result: dict[str, Any]) -> str:
+    """The Markdown section for BENCHMARKS.md."""
+    mt = result["make_train"]
+    wall = mt["wall_s"]
+    lines = ["## `make train` from start to finish", "",
+             f"`{mt['command']}` in a subprocess against a temporary MLflow store (what `make train` runs, without "
+             "make's own check of the venv), output to a pipe; phases from the timestamps MLflow recorded.", ""]
+    rows = [[name, fmt_s(s), f"{100 * s / wall:.0f} %"] for name, s in mt["phases"]]
+    rows.append(["**total**", f"**{fmt_s(wall)}**", "100 %"])
+    lines.append(markdown_table(["phase", "time", "share"], rows))
+    overhead = mt["phases"][0][1] + mt["phases"][-1][1]
+    training = mt["phases"][1][1]
+    lines += ["",
+              f"- Fixed cost of any `lit-nn` command: interpreter {fmt_s(result['python_s'])}, "
+              f"`import lit_nn.cli` {fmt_s(result['import_cli_s'])} in total "
+              f"(so the imports and the exit are {fmt_s(result['import_cli_s'] - result['python_s'])}; "
+              f"exit alone {fmt_s(result['exit_after_import_s'])}).",
+              f"- The same with `gc.freeze()` before exit: {fmt_s(result['import_cli_freeze_s'])} — Python's final "
+              "garbage collections walk every object torch, Lightning and MLflow created; frozen, they are skipped.",
+              f"- Start-up and exit: {fmt_s(overhead)} ({100 * overhead / wall:.0f} % of the run); training "
+              f"{fmt_s(training)} ({100 * training / wall:.0f} %)"
+              + (f", {fmt_s(mt['per_epoch_s'])} per epoch." if mt["per_epoch_s"] else ".")]
+    if mt.get("test_acc") is not None:
+        lines.append(f"- The run's test accuracy: {mt['test_acc']:.4f}.")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The benchmarks run and produce well-formed numbers (never how fast anything is: that is
+``make bench``'s job, on a quiet machine)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `benchmarks` is a top-level folder, not part of the installed package
+    sys.path.insert(0, str(REPO))
+
+
+def _positive(x: float) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_training_benchmark_runs_on_tiny_data(tmp_path: Path) -> None:
+    from benchmarks import bench_training, run_all
+    from benchmarks.common import machine_info
+
+    chosen = ["cnn_trainer_bar", "cnn_plain", "cnn32_tutorial", "cnn32_trainer_bar", "cnn_val", "cnn_val_mlflow"]
+    result = bench_training.run(quick=True, rounds=1, epochs=2, only=chosen, n_train=48, workdir=tmp_path,
+                                 warmup=False)
+
+    assert set(result["variants"]) == set(chosen)
+    for name, v in result["variants"].items():
+        assert len(v["epochs"]) == 1 and len(v["epochs"][0]) == 2, name
+        assert all(_positive(e) for e in v["epochs"][0]), name
+        assert _positive(v["epoch_s"]) and _positive(v["samples_per_s"]), name
+        assert v["samples"] == 48
+    labels = {c["label"]: c for c in result["comparisons"]}
+    cnn = labels["CNN: Trainer (as `make train`) / plain loop"]
+    assert _positive(cnn["value"]) and cnn["met"] in (True, False) and cnn["target"] == "≤ 1.1×"
+    assert _positive(labels["CNN batch 32: tutorial loop / lit-nn Trainer"]["value"])
+    assert math.isfinite(labels["MLflow logging (per-epoch metrics), % of an epoch with validation"]["value"])
+
+    # the MLflow variant wrote a finished run into the store given to it
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    exp = client.get_experiment_by_name("bench-mlflow")
+    runs = client.search_runs([exp.experiment_id])
+    assert runs and all(r.info.status == "FINISHED" for r in runs)
+    assert {m.step for m in client.get_metric_history(runs[0].info.run_id, "val_acc")} == {0, 1}
+
+    section = bench_training.report(result)
+    assert "| `cnn_plain` |" in section and "nan" not in section
+    args = run_all.parse_args(["--quick", "--out", str(tmp_path / "B.md")])
+    text = run_all.render(args, machine_info(1), {"training": result}, {"training": section}, {}, 1.0)
+    assert text.startswith("# lit-nn benchmarks") and "QUICK RUN" in text and "## Targets" in text
+
+
+@pytest.mark.slow
+def test_make_bench_quick_end_to_end(tmp_path: Path) -> None:
+    """``python -m benchmarks --quick`` (what ``make bench`` runs, on tiny sizes) writes its files."""
+    out, raw = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--threads", "1", "--out", str(out), "--json", str(raw),
+         "--only", "training,overhead,accuracy,startup"],
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    for heading in ("## Targets", "## Training speed", "## Where the Trainer's overhead goes", "## Time to accuracy",
+                    "## `make train` from start to finish"):
+        assert heading in text
+    assert "FAILED" not in text
+    numbers = json.loads(raw.read_text())
+    assert numbers["machine"]["torch_threads"] == 1
+    assert numbers["results"]["startup"]["make_train"]["wall_s"] > 0
