@@ -20,11 +20,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.ticker import NullLocator
 from torch import nn
 
 from lit_nn.errors import check_positive
 from lit_nn.figures import plt
+from lit_nn.lab.plotting import log_axis
 from lit_nn.lab.run import lab_run
 from lit_nn.lab.text import table
 
@@ -147,8 +147,7 @@ def histogram_figure(stacks: dict[tuple[str, str], list[torch.Tensor]]) -> plt.F
             ax.stairs(np.maximum(counts, 0.5), edges, baseline=0.5, linewidth=1.3,
                       color=colours(k / max(len(outputs) - 1, 1)), label=f"layer {k + 1}")
         ax.set_title(f"{activation}, weights {init}: last-layer std {float(outputs[-1].std()):.2g}", fontsize=10)
-        ax.set_yscale("log")
-        ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks cost most of this figure's drawing time
+        log_axis(ax)
         ax.set_ylim(bottom=0.8)  # hide the floor that empty bins are drawn at
         ax.set_xlabel("activation value")
         ax.set_ylabel("count")

@@ -52,7 +52,7 @@ class LabRun:
     def log_figure(self, figure: plt.Figure, artifact_file: str) -> None:
         """Store a matplotlib figure as a PNG artifact, then close it (labs make many)."""
         try:
-            self.client.log_figure(self.run_id, figure, artifact_file, save_kwargs={"bbox_inches": "tight"})
+            self.client.log_figure(self.run_id, figure, artifact_file)
         finally:
             plt.close(figure)
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from lit_nn.data.images import embedded_mnist_sample, stratified_split
 from lit_nn.errors import check_fraction, check_positive
 from lit_nn.figures import plt
+from lit_nn.lab.plotting import log_axis
 from lit_nn.lab.run import lab_run
 from lit_nn.lab.text import sci, table
 from lit_nn.lab.twolayer import PARAMS, TwoLayerNet
@@ -122,12 +123,12 @@ def check_figure(check: dict[str, dict[str, float]], timing: dict[str, float]) -
         values = [max(check[p][key], 1e-20) for p in PARAMS]
         ax_diff.bar(pos + offset, values, width=0.27, label=label)
     ax_diff.axhline(1e-6, color="k", linestyle=":", linewidth=0.8, label="1e-6 bar")
-    ax_diff.set_yscale("log")
+    log_axis(ax_diff)
     ax_diff.set_xticks(pos, PARAMS)
     ax_diff.set_title("gradient check (float64)")
     ax_diff.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
     ax_time.bar(["numerical", "backprop"], [timing["numerical_s"], timing["backprop_s"]], color=["tab:red", "tab:green"])
-    ax_time.set_yscale("log")
+    log_axis(ax_time)
     ax_time.set_ylabel("seconds per gradient")
     ax_time.set_title(f"one gradient: numerical is {timing['ratio']:,.0f}× slower", fontsize=10)
     fig.tight_layout()

@@ -17,6 +17,7 @@ import torch
 
 from lit_nn.errors import UserError, check_positive, unknown_choice
 from lit_nn.figures import plt
+from lit_nn.lab.plotting import log_axis
 from lit_nn.lab.run import lab_run
 from lit_nn.lab.text import sci, table
 from lit_nn.optim import build_optimizer
@@ -109,7 +110,8 @@ def path_figure(function: str, paths: dict[str, np.ndarray], lr: float) -> plt.F
     ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 300)
     grid_x, grid_y = np.meshgrid(xs, ys)
     z = surface.fn(torch.from_numpy(grid_x), torch.from_numpy(grid_y)).numpy()
-    fig, ax = plt.subplots(figsize=(9, 6))
+    aspect = (ys[-1] - ys[0]) / (xs[-1] - xs[0])
+    fig, ax = plt.subplots(figsize=(9, min(max(6.5 * aspect + 1.3, 3.5), 9)))  # fits the equal-aspect axes
     ax.contour(grid_x, grid_y, z, levels=np.quantile(z, np.linspace(0.002, 0.9, 14)), colors="0.7",
                linewidths=0.8)
     for name, path in paths.items():
@@ -133,8 +135,9 @@ def distance_figure(distances: dict[str, dict[str, np.ndarray]], tol: float) -> 
     fig, axes = plt.subplots(1, len(distances), figsize=(6 * len(distances), 4.5), squeeze=False)
     for ax, (function, per_opt) in zip(axes[0], distances.items(), strict=True):
         for name, dist in per_opt.items():
-            ax.semilogy(np.maximum(dist, 1e-12), color=COLOURS[name], label=name)
+            ax.plot(np.maximum(dist, 1e-12), color=COLOURS[name], label=name)
         ax.axhline(tol, color="k", linestyle=":", linewidth=0.8)
+        log_axis(ax)
         ax.set_title(f"{SURFACES[function].title} {SURFACES[function].formula}")
         ax.set_xlabel("step")
         ax.set_ylabel("distance to the minimum")
