@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lit_nn.errors import UserError
 from lit_nn.lab import scratch as lab
 from lit_nn.lab.twolayer import TwoLayerNet, numerical_gradient
 
@@ -69,3 +70,10 @@ def test_training_lifts_accuracy_and_the_run_has_its_figures(client):
     assert {"training.png", "gradient_check.png", "summary.txt"} <= artifacts
     assert [m.step for m in client.get_metric_history(result["run_id"], "test_acc")] == [0, 1, 2, 3]
     assert run.data.metrics["W1.numerical_diff"] < 1e-6
+
+
+def test_diverging_training_stops_with_a_clear_error():
+    x, t = _toy()
+    net = TwoLayerNet(12, 6, 4, weight_init_std=0.5, seed=1)
+    with np.errstate(all="ignore"), pytest.raises(UserError, match="training diverged.*smaller lr"):
+        lab.train(net, (x, t), (x, t), epochs=3, batch_size=7, lr=1e308)

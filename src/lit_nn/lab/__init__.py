@@ -123,9 +123,9 @@ def options(args: argparse.Namespace) -> dict[str, object]:
 def run_lab(name: str, **kwargs: object) -> dict:
     """Run one lab by name and print its summary; returns the lab's results."""
     module = importlib.import_module(f"lit_nn.lab.{name}")
-    print(f"== lab {name}: {LABS[name]}", flush=True)
     start = time.perf_counter()
-    results = module.run(**kwargs)
+    results = module.run(**kwargs)  # validates its options before it opens a run
+    print(f"== lab {name}: {LABS[name]}")
     print(results["summary"])
     print(f"-- MLflow run {results['run_id']} (experiment 'lab'), {time.perf_counter() - start:.1f} s\n", flush=True)
     return results

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lit_nn.data.images import embedded_mnist_sample, stratified_split
-from lit_nn.errors import check_fraction, check_positive
+from lit_nn.errors import UserError, check_fraction, check_positive
 from lit_nn.figures import plt
 from lit_nn.lab.plotting import log_axis
 from lit_nn.lab.run import lab_run
@@ -90,6 +90,9 @@ def train(net: TwoLayerNet, train_set: Split, test_set: Split, epochs: int, batc
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             losses.append(net.loss(x[batch], t[batch]))
+            if not np.isfinite(losses[-1]):
+                raise UserError(f"training diverged: loss is {losses[-1]} in epoch {epoch}; try a smaller lr "
+                                f"(lr={lr})")
             net.step(net.gradient(x[batch], t[batch]), lr)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "train_acc": net.accuracy(x, t),
                         "test_acc": net.accuracy(x_test, t_test)})
