@@ -1,0 +1,237 @@
+"""Character-level language model: embedding → torch's fused RNN / GRU / LSTM → linear head.
+
+The vocabulary is the ``vocab`` hyperparameter (the sorted distinct characters). A YAML
+config leaves it empty: ``setup`` takes it from the DataModule and builds the layers then,
+and because it is a hyperparameter it is saved in every checkpoint, so
+``CharRNN.load_from_checkpoint`` rebuilds the same layers before loading the weights and
+sampling needs no corpus. (A vocabulary in ``on_save_checkpoint`` would need a second
+rebuild path for loading; the hyperparameter is the one Lightning already restores.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from lit_nn.data.text import encode
+from lit_nn.errors import UserError, check_fraction, check_positive, unknown_choice
+from lit_nn.models.base import LitModel
+
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+SCHEDULES = ("constant", "cosine")
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+
+
+class CharRNN(LitModel):
+    """Predicts the next character: Embedding → ``num_layers`` × cell → Dropout → Linear.
+
+    Args:
+        cell: rnn (tanh Elman network), gru or lstm — torch's fused ``nn.RNN``/``nn.GRU``/``nn.LSTM``.
+        embedding: size of the character embedding.
+        hidden: hidden-state size of every layer.
+        num_layers: stacked recurrent layers.
+        dropout: dropout between recurrent layers and before the output layer (0 disables it).
+        vocab: the characters the model reads and writes; empty means "from the DataModule".
+        lr_schedule: constant, or cosine decay to lr/10 over the run (needs max_steps or max_epochs).
+        warmup_steps: linear learning-rate warm-up steps before the schedule.
+        sample_length: characters of the text sample logged to MLflow after each validation (0: none).
+        optimizer, lr, weight_decay, momentum, nesterov: see ``lit_nn.optim``.
+    """
+
+    kind = "char_rnn"
+    monitor = ("val_loss", "min")  # for lit-nn's checkpoint callback: lower is better
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        embedding: int = 64,
+        hidden: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        vocab: str | None = None,
+        lr_schedule: str = "constant",
+        warmup_steps: int = 0,
+        sample_length: int = 300,
+        optimizer: str = "adam",
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                         nesterov=nesterov)
+        if cell not in CELLS:
+            raise unknown_choice("cell", cell, CELLS)
+        if lr_schedule not in SCHEDULES:
+            raise unknown_choice("lr_schedule", lr_schedule, SCHEDULES)
+        for name, value in (("embedding", embedding), ("hidden", hidden), ("num_layers", num_layers)):
+            check_positive(f"model.{name}", value)
+        check_positive("model.warmup_steps", warmup_steps, allow_zero=True)
+        check_positive("model.sample_length", sample_length, allow_zero=True)
+        check_fraction("model.dropout", dropout)
+        self.save_hyperparameters()
+        self.val_nll = torchmetrics.MeanMetric()  # mean nats/char over all validation characters
+        self.embed: nn.Embedding | None = None
+        self.rnn: nn.RNNBase | None = None
+        self.drop: nn.Dropout | None = None
+        self.head: nn.Linear | None = None
+        if vocab:
+            self._build(vocab)
+
+    # -- layers -----------------------------------------------------------------------
+    def _build(self, vocab: str) -> None:
+        hp = self.hparams
+        self.embed = nn.Embedding(len(vocab), hp.embedding)
+        self.rnn = CELLS[hp.cell](hp.embedding, hp.hidden, hp.num_layers, batch_first=True,
+                                  dropout=hp.dropout if hp.num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(hp.dropout)
+        self.head = nn.Linear(hp.hidden, len(vocab))
+        self.hparams.vocab = vocab
+
+    @property
+    def vocab(self) -> str:
+        return self.hparams.vocab or ""
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_vocab = getattr(datamodule, "vocab", None)
+        if self.head is None:
+            if not data_vocab:
+                raise UserError("CharRNN needs a vocabulary: train it with a text DataModule "
+                                "(lit_nn.data.TextDataModule) or pass model.vocab")
+            self._build(data_vocab)
+        elif data_vocab and data_vocab != self.vocab:
+            raise _vocab_mismatch(self.vocab, data_vocab)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming or evaluating on another corpus: fail clearly instead of a shape error."""
+        saved = checkpoint.get("hyper_parameters", {}).get("vocab")
+        if saved and self.vocab and saved != self.vocab:
+            raise _vocab_mismatch(saved, self.vocab)
+
+    # -- forward and steps ------------------------------------------------------------
+    def forward(self, ids: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        """Logits ``(batch, time, vocab)`` for ids ``(batch, time)``, and the final recurrent state."""
+        out, state = self.rnn(self.embed(ids), state)
+        return self.head(self.drop(out)), state
+
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        logits, _ = self(x)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.check_finite(loss, batch_idx)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.val_nll.update(self._loss(batch), weight=batch[1].numel())
+
+    def on_validation_epoch_end(self) -> None:
+        nll = self.val_nll.compute()  # synced over DDP ranks by torchmetrics
+        self.val_nll.reset()
+        # sync_dist: the values are already global; it keeps Lightning's epoch-level DDP check quiet
+        self.log("val_loss", nll, prog_bar=True, sync_dist=True)
+        self.log("val_bpc", nll / math.log(2), sync_dist=True)
+        self.log("val_ppl", nll.exp(), sync_dist=True)
+        if not self.trainer.sanity_checking and self.hparams.sample_length and self.trainer.is_global_zero:
+            self._log_sample()
+
+    def _log_sample(self) -> None:
+        from lit_nn.tracking import MLflowTracker
+
+        if not isinstance(self.logger, MLflowTracker):
+            return
+        prime = "\n" if "\n" in self.vocab else self.vocab[0]
+        gen = torch.Generator().manual_seed(0)  # the same draw every epoch: only the model changes
+        text = prime + "".join(self.sample(prime, self.hparams.sample_length, 0.8, 40, gen))
+        name = f"epoch_{self.current_epoch:03d}"
+        if not self.trainer.is_last_batch:  # validation inside an epoch (val_check_interval)
+            name += f"_step_{self.global_step:07d}"
+        self.logger.log_text(text, f"samples/{name}.txt")
+
+    # -- optimizer and schedule -------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = super().configure_optimizers()
+        hp = self.hparams
+        if hp.lr_schedule == "constant" and not hp.warmup_steps:
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        if hp.lr_schedule == "cosine" and not math.isfinite(total):
+            raise UserError("model.lr_schedule=cosine needs a known run length: set trainer.max_steps "
+                            "or trainer.max_epochs, or use lr_schedule constant")
+        schedule = lr_factor(hp.lr_schedule, hp.warmup_steps, total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- sampling ---------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        prime: str,
+        length: int,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[str]:
+        """Yield ``length`` characters after ``prime``, one at a time (for streaming).
+
+        ``temperature`` 0 is greedy (argmax); otherwise the logits are divided by it and,
+        with ``top_k``, all but the k most likely characters are dropped before drawing.
+        Draws use ``generator`` (CPU), so a seeded generator gives a reproducible text.
+        """
+        if not prime:
+            raise UserError("the prime text is empty; give at least one character to start from")
+        check_positive("temperature", temperature, allow_zero=True)
+        ids = encode(prime, self.vocab).to(self.device).unsqueeze(0)
+        was_training = self.training
+        self.eval()
+        try:
+            logits, state = self(ids)
+            last = logits[0, -1]
+            for _ in range(length):
+                nxt = pick(last, temperature, top_k, generator)
+                yield self.vocab[nxt]
+                logits, state = self(torch.tensor([[nxt]], device=self.device), state)
+                last = logits[0, -1]
+        finally:
+            self.train(was_training)
+
+
+def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> int:
+    """One character id from a logit vector: argmax at temperature 0, else a (top-k) draw."""
+    if temperature == 0:
+        return int(logits.argmax())
+    logits = logits.float().cpu() / temperature
+    if top_k and top_k < logits.numel():
+        threshold = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+
+
+def lr_factor(schedule: str, warmup_steps: int, total_steps: float):
+    """The learning-rate multiplier per step: linear warm-up, then constant or cosine to 0.1."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1.0, total_steps - warmup_steps))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _vocab_mismatch(saved: str, current: str) -> UserError:
+    extra = "".join(sorted(set(current) - set(saved)))
+    detail = f"; new characters: {extra[:40]!r}" if extra else ""
+    return UserError(f"the checkpoint's vocabulary ({len(saved)} characters) differs from this corpus's "
+                     f"({len(current)} characters){detail}; use the corpus the model was trained on")
