@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,23 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store built once per session: building one runs every schema
+    migration (seconds); copying the finished file takes milliseconds."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture(autouse=True)
-def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_store: Path) -> str:
     """A fresh SQLite tracking store per test, also seen by subprocesses (via the env var)."""
     store = tmp_path / "mlruns"
     store.mkdir()
+    shutil.copyfile(migrated_store, store / "mlflow.db")
     uri = f"sqlite:///{store}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MPLBACKEND", "Agg")

@@ -111,7 +111,7 @@ def condense_parser_error(message: str) -> str:
         key, expected, got = m.groups()
         expected = re.sub(r"<class '(\w+)'>", r"\1", expected)
         return f"{key} expects {expected}, got {got.strip()!r}"
-    if m := re.search(r"class_path '([\w.]+)': module '[\w.]+' has no attribute", message):
+    if m := re.search(r"class_path '([\w.]+)':\s+module '[\w.]+' has no attribute", message):
         return (f"unknown class {m.group(1)!r}; use lit_nn.models.MLP, lit_nn.models.CNN or "
                 "lit_nn.models.CharRNN (data: lit_nn.data.ImageDataModule or lit_nn.data.TextDataModule)")
     if m := re.search(r"Import path ([\w.]+) does not correspond|No module named '([\w.]+)'|"
