@@ -19,6 +19,24 @@ $(STAMP): pyproject.toml
 train: install            ## the default run: CNN on MNIST (embedded sample offline)
 	$(BIN)/lit-nn fit -c experiments/mnist_cnn.yaml
 
+train-rnn: install        ## char-RNN on the embedded corpus (Python's pydoc topics), then `lit-nn generate`
+	$(BIN)/lit-nn fit -c experiments/char_rnn.yaml
+
+lab: install              ## every fundamentals lab, one MLflow run each in experiment 'lab'
+	$(BIN)/lit-nn lab all
+
+compare-optimizers: install  ## sgd, momentum, adagrad, rmsprop, adadelta, adam, adamw on the MLP
+	$(BIN)/lit-nn sweep experiments/compare_optimizers.yaml
+
+compare-depth: install    ## MLP depth 0-3
+	$(BIN)/lit-nn sweep experiments/compare_depth.yaml
+
+compare-activations: install  ## sigmoid, tanh, relu, leaky_relu, selu, gelu
+	$(BIN)/lit-nn sweep experiments/compare_activations.yaml
+
+compare-models: install   ## MLP vs CNN, same data and budget
+	$(BIN)/lit-nn sweep experiments/compare_models.yaml
+
 test: install             ## the fast suite (slow end-to-end tests: make test-slow)
 	$(BIN)/pytest -q -m "not slow"
 
