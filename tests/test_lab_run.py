@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import runs_of
-from helpers import assert_clean_error, run_cli
 from lit_nn import cli
 from lit_nn.errors import UserError
 from lit_nn.figures import plt
 from lit_nn.lab import LABS, build_parser
 from lit_nn.lab import main as lab_main
 from lit_nn.lab.run import lab_run, limited_threads
+
+from conftest import runs_of
+from helpers import assert_clean_error, run_cli
 
 
 def test_lab_run_statuses_params_metrics_figure_and_text(client, tmp_path):

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import runs_of
-from helpers import REPO, run_cli, run_main
 
 from lit_nn.checkpoints import check_checkpoint_matches, load_checkpoint
 from lit_nn.errors import UserError
 from lit_nn.models import CNN, MLP
+
+from conftest import runs_of
+from helpers import REPO, run_cli, run_main
 
 QUIET = ["--trainer.enable_progress_bar", "false"]
 
@@ -146,3 +147,20 @@ def test_four_concurrent_fits_on_one_sqlite_store(client):
         for key in ("train_loss", "val_acc"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [0, 1, 2], key
         assert "test_acc" in run.data.metrics
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_run_killed(client, tracking_store):
+    db = Path(tracking_store.removeprefix("sqlite:///"))
+    proc = subprocess.Popen([sys.executable, "-m", "lit_nn", "fit", "-c", "experiments/mnist_mlp.yaml",
+                             "--experiment", "interrupted", "--trainer.max_epochs", "50", *QUIET],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while _val_rows(db) < 1:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.poll() else ""
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    (run,) = runs_of(client, "interrupted")
+    assert run.info.status == "KILLED", err[-2000:]
