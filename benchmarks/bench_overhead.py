@@ -10,6 +10,8 @@ changing one thing in how lit-nn uses Lightning:
 * ``epoch_log`` — the proposed change: the step only accumulates (``train_acc.update`` and a
   loss-sum tensor) and ``on_train_epoch_end`` logs both once; same per-epoch values;
 * ``epoch_log_nocheck`` — the same without the per-step finite-loss check, to price it;
+* ``epoch_log_fused`` / ``plain_fused`` — the optimizer built with ``fused=True`` (one
+  kernel per step on CPU and CUDA instead of a Python loop over the parameters);
 * ``bare`` — no metrics, no logging: what Lightning's loop alone costs;
 * progress bars on the proposed step: lit-nn's ``RichProgressBar(refresh_rate=5, leave=True)``
   and the same with ``leave=False`` (with ``leave=True`` Lightning stops and restarts the
@@ -33,6 +35,7 @@ from benchmarks.bench_training import (
     Bench,
     Variant,
     _restore_console,
+    plain_fit,
     terminal_console,
     trainer_fit,
 )
@@ -75,6 +78,20 @@ class NoFiniteCheck:
         pass
 
 
+class FusedOptimizer:
+    """lit-nn's optimizer with ``fused=True``: one kernel per step instead of a loop over tensors."""
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return fused(super().configure_optimizers())
+
+
+def fused(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The same optimizer class and settings, rebuilt with ``fused=True`` (Adam, AdamW, SGD, Adagrad)."""
+    defaults = {k: v for k, v in opt.defaults.items() if k != "foreach"}
+    params = [p for group in opt.param_groups for p in group["params"]]
+    return type(opt)(params, **{**defaults, "fused": True})
+
+
 class Bare:
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -85,6 +102,7 @@ MIXINS: dict[str, tuple[type, ...]] = {
     "current": (),
     "epoch_log": (EpochEndLogging,),
     "epoch_log_nocheck": (NoFiniteCheck, EpochEndLogging),
+    "epoch_log_fused": (FusedOptimizer, EpochEndLogging),
     "bare": (Bare,),
 }
 
@@ -120,6 +138,7 @@ def run(quick: bool = False, rounds: int | None = None, epochs: int | None = Non
         for bar in ("rich_leave", "rich"):
             plan[f"{m}_epoch_log_{bar}"] = (m, "epoch_log", bar)
         plan[f"{m}_plain"] = (m, "plain", "none")
+        plan[f"{m}_plain_fused"] = (m, "plain_fused", "none")
     with tempfile.TemporaryDirectory(prefix="lit-nn-bench-") as tmp:
         bench = Bench(Path(tmp), n_train=256 if quick else None, n_val=128 if quick else None,
                       tracking_uri=f"sqlite:///{tmp}/mlflow.db")
@@ -128,9 +147,13 @@ def run(quick: bool = False, rounds: int | None = None, epochs: int | None = Non
 
         def fit(name: str, n_epochs: int) -> FitResult:
             m, step, bar = plan[name]
-            v = Variant(name, m, batch[m], "plain" if step == "plain" else "trainer", name)
+            v = Variant(name, m, batch[m], "plain" if step.startswith("plain") else "trainer", name)
             if step == "plain":
                 return bench.fit(v, n_epochs)
+            if step == "plain_fused":
+                model = bench.model(v)
+                x, y = bench.splits["train"]
+                return plain_fit(model, fused(model.configure_optimizers()), x, y, v.batch_size, n_epochs)
             model = with_mixins(bench.model(v), MIXINS[step])
             return trainer_fit(model, bench.datamodule(v), n_epochs, progress_bar=bar_callback(bar) or False)
 

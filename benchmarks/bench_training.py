@@ -180,6 +180,17 @@ def tutorial_fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, root:
     return times, time.perf_counter() - start
 
 
+def tutorial_optimizer(model: L.LightningModule) -> torch.optim.Optimizer:
+    """The optimizer as a tutorial writes it: ``optim.Adam(model.parameters(), lr=...)``, library defaults.
+
+    (The plain loop instead uses ``model.configure_optimizers()``, exactly lit-nn's optimizer.)
+    """
+    from lit_nn.optim import OPTIMIZERS
+
+    hp = model.hparams
+    return OPTIMIZERS[hp.optimizer](model.parameters(), lr=hp.lr)
+
+
 def write_torchvision_mnist(root: Path, train: tuple[torch.Tensor, torch.Tensor],
                             test: tuple[torch.Tensor, torch.Tensor]) -> Path:
     """Write uint8 images/labels as uncompressed IDX in ``root/MNIST/raw/``.
@@ -216,10 +227,13 @@ class Bench:
         base.setup("fit")
         x, y = base.splits["train"]
         xv, yv = base.splits["val"]
+        # the splits are in file order, which is class order: subsets are spread over the whole split
         if n_train is not None:
-            x, y = x[:n_train], y[:n_train]
+            keep = torch.linspace(0, len(x) - 1, min(n_train, len(x))).long()
+            x, y = x[keep], y[keep]
         if n_val is not None:
-            xv, yv = xv[:n_val], yv[:n_val]
+            keep = torch.linspace(0, len(xv) - 1, min(n_val, len(xv))).long()
+            xv, yv = xv[keep], yv[keep]
         self.splits = {"train": (x, y), "val": (xv, yv)}
         self.source = base.source
         self.n_train = len(x)
@@ -260,7 +274,7 @@ class Bench:
             x, y = self.splits["train"]
             return plain_fit(model, model.configure_optimizers(), x, y, v.batch_size, epochs)
         if v.kind == "tutorial":
-            return tutorial_fit(model, model.configure_optimizers(), self.tutorial_root, v.batch_size, epochs)
+            return tutorial_fit(model, tutorial_optimizer(model), self.tutorial_root, v.batch_size, epochs)
         logger, callbacks = self.mlflow_callbacks(v) if v.mlflow else (None, [])
         return trainer_fit(model, self.datamodule(v), epochs, progress_bar=v.progress_bar, validate=v.validate,
                            logger=logger, callbacks=callbacks)
@@ -284,7 +298,9 @@ def run(quick: bool = False, rounds: int | None = None, epochs: int | None = Non
         store = work / "mlruns"
         store.mkdir(exist_ok=True)
         uri = f"sqlite:///{store}/mlflow.db"
-        ensure_experiment("bench-mlflow", uri)  # creates the SQLite schema outside the timings
+        chosen = [v for v in variants(64, 128) if only is None or v.name in only]
+        if any(v.mlflow for v in chosen):
+            ensure_experiment("bench-mlflow", uri)  # creates the SQLite schema outside the timings
         bench = Bench(work, n_train=n_train or (256 if quick else None), n_val=128 if quick else None,
                       tracking_uri=uri)
         cnn_batch = bench.experiments["cnn"].data_args().get("batch_size", 64)

@@ -24,9 +24,9 @@ def test_training_benchmark_runs_on_tiny_data(tmp_path: Path) -> None:
     from benchmarks import bench_training, run_all
     from benchmarks.common import machine_info
 
-    chosen = ["cnn_trainer_bar", "cnn_plain", "cnn32_tutorial", "cnn32_trainer_bar", "cnn_val", "cnn_val_mlflow"]
+    chosen = ["cnn_trainer_bar", "cnn_plain", "cnn32_tutorial", "cnn32_trainer_bar"]
     result = bench_training.run(quick=True, rounds=1, epochs=2, only=chosen, n_train=48, workdir=tmp_path,
-                                 warmup=False)
+                                warmup=False)
 
     assert set(result["variants"]) == set(chosen)
     for name, v in result["variants"].items():
@@ -37,17 +37,10 @@ def test_training_benchmark_runs_on_tiny_data(tmp_path: Path) -> None:
     labels = {c["label"]: c for c in result["comparisons"]}
     cnn = labels["CNN: Trainer (as `make train`) / plain loop"]
     assert _positive(cnn["value"]) and cnn["met"] in (True, False) and cnn["target"] == "≤ 1.1×"
-    assert _positive(labels["CNN batch 32: tutorial loop / lit-nn Trainer"]["value"])
-    assert math.isfinite(labels["MLflow logging (per-epoch metrics), % of an epoch with validation"]["value"])
-
-    # the MLflow variant wrote a finished run into the store given to it
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    exp = client.get_experiment_by_name("bench-mlflow")
-    runs = client.search_runs([exp.experiment_id])
-    assert runs and all(r.info.status == "FINISHED" for r in runs)
-    assert {m.step for m in client.get_metric_history(runs[0].info.run_id, "val_acc")} == {0, 1}
+    tutorial = labels["CNN batch 32: tutorial loop / lit-nn Trainer"]
+    assert _positive(tutorial["value"]) and tutorial["target"] == "≥ 2×"
+    # the tutorial loop found the IDX files written for torchvision (it would have tried to download)
+    assert (tmp_path / "torchvision" / "MNIST" / "raw" / "train-images-idx3-ubyte").stat().st_size == 16 + 48 * 784
 
     section = bench_training.report(result)
     assert "| `cnn_plain` |" in section and "nan" not in section
@@ -74,3 +67,7 @@ def test_make_bench_quick_end_to_end(tmp_path: Path) -> None:
     numbers = json.loads(raw.read_text())
     assert numbers["machine"]["torch_threads"] == 1
     assert numbers["results"]["startup"]["make_train"]["wall_s"] > 0
+    training = numbers["results"]["training"]
+    mlflow_cost = [c for c in training["comparisons"] if c["label"].startswith("MLflow logging (per-epoch")]
+    assert mlflow_cost and math.isfinite(mlflow_cost[0]["value"])
+    assert training["variants"]["cnn_val_mlflow"]["epoch_s"] > 0
