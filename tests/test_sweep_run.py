@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import REPO, Result
 from lit_nn.runs import process_alive
+
+from helpers import REPO, Result
 
 TINY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
         "--trainer.limit_test_batches", "1", "--log_checkpoint", "false"]
@@ -304,3 +305,59 @@ def test_a_worker_killed_mid_point_fails_only_that_point(tmp_path):
     assert sum(s == "FINISHED" for s in status.values()) == 3, "a fresh worker ran the remaining points"
     reason = store.client().get_run(running.info.run_id).data.tags["failure_reason"]
     assert "worker process died" in reason
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_running_point_as_killed_and_a_rerun_finishes(tmp_path):
+    store = Store(tmp_path)
+    sweep_file = tmp_path / "killme.yaml"
+    sweep_file.write_text(yaml.safe_dump(KILL_SWEEP))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
+    args = [sys.executable, "-m", "lit_nn", "sweep", str(sweep_file), "--out", str(tmp_path / "r"),
+            "--log_checkpoint", "false"]
+    # its own process group, like a terminal's foreground job: Ctrl-C reaches the sweep and its workers
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        (running,) = _wait_for(lambda: [r for r in _runs_or_empty(store, "killme") if r.info.status == "RUNNING"],
+                               400, "a running point")
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert "run the same command again to finish them" in output
+    assert store.client().get_run(running.info.run_id).info.status == "KILLED"
+    assert not process_alive(int(running.data.tags["pid"])), "the worker exited with the sweep"
+    parent = [r for r in store.runs("killme") if r.data.tags.get("sweep_role") == "parent"][0]
+    assert parent.info.status == "KILLED"
+
+    rerun = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    finished = [r for r in _runs_or_empty(store, "killme") if r.info.status == "FINISHED"]
+    assert len(finished) == 4 and len({r.data.tags["config_hash"] for r in finished}) == 4
+
+
+@pytest.mark.slow
+def test_trainer_flags_reach_every_point_even_multi_process_ddp(tmp_path):
+    """``--trainer.devices 2`` makes each point a real ``lit-nn fit`` process (DDP re-launches it)."""
+    store = Store(tmp_path)
+    sweep_file = tmp_path / "ddp.yaml"
+    sweep_file.write_text(yaml.safe_dump({**SWEEP, "name": "ddp", "points": SWEEP["points"][:2]}))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
+    result = subprocess.run(
+        [sys.executable, "-m", "lit_nn", "sweep", str(sweep_file), "--out", str(tmp_path / "r"), *TINY,
+         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "a fresh process per point" in result.stdout
+    runs = {r.info.run_name: r for r in point_runs(store.runs("ddp"))}
+    assert set(runs) == {"boom-s0", "adam-s0"}, "one MLflow run per point, not one per rank"
+    assert runs["boom-s0"].info.status == "FAILED"
+    assert "training diverged" in runs["boom-s0"].data.tags["failure_reason"]
+    adam = runs["adam-s0"]
+    assert adam.info.status == "FINISHED"
+    assert adam.data.params["trainer.devices"] == "2" and adam.data.params["trainer.strategy"] == "ddp"
+    assert [m.step for m in store.client().get_metric_history(adam.info.run_id, "val_acc")] == [0, 1]

@@ -96,7 +96,8 @@ def report_sweep(client: Any, experiment_id: str, sweep: str, group_by: str, ord
     return report
 
 
-def _sweep_order(spec: Any) -> list[str]:
+def sweep_order(spec: Any) -> list[str]:
+    """The sweep file's order of group values, so the report lists them as the file does."""
     from lit_nn.sweep.grid import POINT_NAME, settings
 
     order = []
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         group_by = args.group_by or (spec.group_by if spec else parent.data.tags.get("group_by"))
         if not group_by:
             raise UserError(f"sweep {sweep!r} has no group_by tag; pass --group-by")
-        order = _sweep_order(spec) if spec and group_by == spec.group_by else None
+        order = sweep_order(spec) if spec and group_by == spec.group_by else None
         report = report_sweep(client, exp_id, sweep, group_by, order, parent.info.run_id, args.out)
     print(report.markdown_path.read_text())
     print(f"report: {report.markdown_path} and {report.figure_path}")

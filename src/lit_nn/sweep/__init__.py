@@ -74,6 +74,14 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run (or resume) a sweep; exit 1 when points failed, 130 when interrupted."""
+    try:
+        _main(argv)
+    except KeyboardInterrupt:  # outside the point loop (which handles its own): nothing to clean up
+        print("\nsweep: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _main(argv: list[str] | None) -> None:
     from lit_nn.sweep.grid import expand, load_sweep, point_settings_count
 
     args, extra = _parser().parse_known_args(argv)
@@ -217,10 +225,10 @@ def _run(client: Any, experiment_id: str, parent: str, spec: Any, todo: list[Any
 
 
 def _report(client: Any, experiment_id: str, spec: Any, parent: str, out_dir: Path) -> Any:
-    from lit_nn.compare import _sweep_order, report_sweep
+    from lit_nn.compare import report_sweep, sweep_order
 
     try:
-        return report_sweep(client, experiment_id, spec.name, spec.group_by, _sweep_order(spec), parent, out_dir)
+        return report_sweep(client, experiment_id, spec.name, spec.group_by, sweep_order(spec), parent, out_dir)
     except UserError as err:
         print(f"report: skipped ({err})", file=sys.stderr)
         return None
