@@ -3,6 +3,7 @@
 Each variant trains the same network through the same Trainer (no logger, no checkpoints),
 changing one thing in how lit-nn uses Lightning:
 
+* ``current_bar`` — ``make train`` today: the step below and lit-nn's progress bar;
 * ``current`` — lit-nn's ``Classifier.training_step`` as it is: ``self.log("train_loss",
   on_epoch=True)`` and ``self.log("train_acc", <torchmetrics Metric>)`` every step (each
   ``self.log`` moves Lightning's stored result to the device, and calling the Metric runs
@@ -16,7 +17,10 @@ changing one thing in how lit-nn uses Lightning:
 * progress bars on the proposed step: lit-nn's ``RichProgressBar(refresh_rate=5, leave=True)``
   and the same with ``leave=False`` (with ``leave=True`` Lightning stops and restarts the
   bar at every epoch start, joining its refresh thread, which sleeps in 1/refresh_rate steps);
-* ``plain`` — the hand-written loop of :mod:`benchmarks.bench_training`.
+* ``proposed_bar`` — every proposed change together (epoch-end logging, fused optimizer,
+  ``leave=False``);
+* ``plain`` — the hand-written loop of :mod:`benchmarks.bench_training`, and ``plain_fused``
+  the same with the fused optimizer.
 """
 
 from __future__ import annotations
@@ -133,10 +137,12 @@ def run(quick: bool = False, rounds: int | None = None, epochs: int | None = Non
     epochs = epochs or (2 if quick else 3)
     plan: dict[str, tuple[str, str, str]] = {}  # name -> (model, step variant, bar)
     for m in models:
+        plan[f"{m}_current_bar"] = (m, "current", "rich_leave")  # exactly `make train` today, minus logger
         for step in MIXINS:
             plan[f"{m}_{step}"] = (m, step, "none")
         for bar in ("rich_leave", "rich"):
             plan[f"{m}_epoch_log_{bar}"] = (m, "epoch_log", bar)
+        plan[f"{m}_proposed_bar"] = (m, "epoch_log_fused", "rich")  # every proposed change together
         plan[f"{m}_plain"] = (m, "plain", "none")
         plan[f"{m}_plain_fused"] = (m, "plain_fused", "none")
     with tempfile.TemporaryDirectory(prefix="lit-nn-bench-") as tmp:
@@ -189,4 +195,10 @@ def report(result: dict[str, Any]) -> str:
         lines += [f"### {m.upper()} (batch {result['batch'][m]})", "",
                   markdown_table(["variant", "epoch", "samples/s", "vs plain (per-round range)",
                                   "extra per step"], rows), ""]
+        now, proposed, fused_plain = t[f"{m}_current_bar"], t[f"{m}_proposed_bar"], t[f"{m}_plain_fused"]
+        lines += [f"As `make train` trains today: {now.epoch_s / plain.epoch_s:.3f}× the plain loop. With every "
+                  f"proposed change (epoch-end logging, fused optimizer, `leave=False`): "
+                  f"{proposed.epoch_s / fused_plain.epoch_s:.3f}× the plain loop with the same fused optimizer, "
+                  f"{proposed.epoch_s / plain.epoch_s:.3f}× the plain loop with today's optimizer; "
+                  f"{now.epoch_s / proposed.epoch_s:.2f}× faster than today.", ""]
     return "\n".join(lines)

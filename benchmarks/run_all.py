@@ -152,8 +152,10 @@ def summary(results: dict[str, Any]) -> str:
         if "skipped" in r:
             rows.append([label, "skipped: not installed", "—", "n/a"])
         else:
-            value = f"{fmt_s(r['seconds'])} (epoch {r['epoch']})" if r["reached"] else "not reached"
-            rows.append([label, value, f"within {r['max_epochs']} epochs", verdict(r["reached"])])
+            best = f"best {r['best']:.1%}" if r.get("best") is not None else ""
+            value = f"{fmt_s(r['seconds'])} (epoch {r['epoch']})" if r["reached"] else f"not reached ({best})"
+            rows.append([label, value, f"within {r['max_epochs']} epoch(s) (configured: {r['configured_epochs']})",
+                         verdict(r["reached"])])
     tp = results.get("char_rnn", {}).get("throughput") or {}
     if "overhead_ratio" in tp:
         rows.append(["char-RNN: Trainer / plain loop, time per step", f"{tp['overhead_ratio']:.2f}×", "—", "n/a"])
