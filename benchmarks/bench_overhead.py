@@ -133,7 +133,7 @@ def run(quick: bool = False, rounds: int | None = None, epochs: int | None = Non
         models: tuple[str, ...] = ("mlp", "cnn")) -> dict[str, Any]:
     """Time the ablations interleaved; return timings and the cost of each piece per epoch."""
     quiet_lightning()
-    rounds = rounds or (2 if quick else 5)
+    rounds = rounds or (2 if quick else 3)
     epochs = epochs or (2 if quick else 3)
     plan: dict[str, tuple[str, str, str]] = {}  # name -> (model, step variant, bar)
     for m in models:

@@ -115,7 +115,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
         if threads is not None:
             env["OMP_NUM_THREADS"] = str(threads)
         log("start-up: interpreter and `import lit_nn.cli`")
-        imports = import_times(env, repeats=1 if quick else 3)
+        imports = import_times(env, repeats=1 if quick else 2)
         log("start-up: `lit-nn fit -c experiments/mnist_cnn.yaml`" + (" (quick: 1 epoch, 3 batches)" if quick else ""))
         train = make_train(env, quick)
     return {"quick": quick, "threads": threads, **imports, "make_train": train}

@@ -291,7 +291,7 @@ def run(quick: bool = False, rounds: int | None = None, epochs: int | None = Non
     from lit_nn.tracking import ensure_experiment
 
     quiet_lightning()
-    rounds = rounds or (2 if quick else 5)
+    rounds = rounds or (2 if quick else 3)
     epochs = epochs or (2 if quick else 3)
     with tempfile.TemporaryDirectory(prefix="lit-nn-bench-") as tmp:
         work = Path(workdir or tmp)

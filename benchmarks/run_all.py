@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the code, measures nothing")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads for every variant (default: torch's, one per core)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3, quick 2; more rounds, steadier medians)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per timed fit (default 3, quick 2)")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {', '.join(PARTS)}")
     parser.add_argument("--diagnose", default="mlp", help="models for the overhead diagnosis: mlp, cnn or mlp,cnn")
