@@ -57,3 +57,24 @@ def test_ddp_fit_mlp_one_run_no_duplicates_and_synced_test(client):
     assert last.is_file()
     single = _single_process_test_acc(last, "experiments/mnist_mlp.yaml")
     assert run.data.metrics["test_acc"] == pytest.approx(single, abs=1e-6)
+
+
+def _result_value(result, key: str) -> float:
+    line = next(line for line in (result.stdout + result.stderr).splitlines() if line.startswith("result:"))
+    return float(line.split(f"{key}=")[1].split(",")[0])
+
+
+def test_ddp_fit_char_rnn_one_run_and_synced_validation(client):
+    small = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "6", "--model.init_args.hidden", "64"]
+    result = run_cli("fit", "-c", "experiments/char_rnn.yaml", "--experiment", "ddp_rnn", *small, *DDP, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = runs_of(client, "ddp_rnn")
+    assert run.info.status == "FINISHED"
+    for key in ("train_loss", "val_loss", "val_bpc"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [0], key
+    # the val metrics, averaged over two ranks' shards, equal one process evaluating the same weights
+    single = run_cli("validate", "-c", "experiments/char_rnn.yaml", "--ckpt_path", run.data.tags["last_checkpoint"],
+                     "--experiment", "check", "--model.init_args.hidden", "64",
+                     "--trainer.enable_progress_bar", "false")
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert run.data.metrics["val_loss"] == pytest.approx(_result_value(single, "val_loss"), abs=1e-4)
