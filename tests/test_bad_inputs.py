@@ -55,6 +55,12 @@ CASES = [
     ("sweep-missing-file", ["sweep", "{tmp}/nope.yaml"], ["nope.yaml", "does not exist"]),
     ("sweep-not-a-sweep", ["sweep", "experiments/mnist_mlp.yaml"], ["unknown key", "'seed_everything'", "grid"]),
     ("sweep-zero-workers", ["sweep", "experiments/compare_depth.yaml", "--workers", "0"], ["--workers must be >= 1"]),
+    # -- sampling
+    ("generate-missing-checkpoint", ["generate", "--ckpt", "{tmp}/none.ckpt"], ["none.ckpt", "not found"]),
+    ("generate-classifier-checkpoint", ["generate", "--ckpt", "{tmp}/rnn/mlp.ckpt"], ["not a char-RNN checkpoint"]),
+    ("generate-prime-outside-vocab", ["generate", "--ckpt", "{tmp}/rnn/abc.ckpt", "--prime", "abz"], ["'z'"]),
+    ("generate-negative-length", ["generate", "--ckpt", "{tmp}/rnn/abc.ckpt", "--length", "-5"],
+     ["--length must be > 0, got -5"]),
     # -- labs
     ("lab-unknown", ["lab", "gatez"], ["unknown lab 'gatez'", "did you mean 'gates'"]),
     ("lab-zero-steps", ["lab", "trajectories", "--steps", "0"], ["steps must be > 0, got 0"]),
@@ -63,8 +69,30 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny char-RNN checkpoint (vocabulary a, b, c) and a classifier checkpoint."""
+    import lightning as L
+
+    from lit_nn.data import TextDataModule
+    from lit_nn.models import MLP, CharRNN
+
+    folder = tmp_path_factory.mktemp("rnn")
+    (folder / "abc.txt").write_text("abcabcabc" * 40)
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", limit_val_batches=1)
+    trainer.fit(CharRNN(embedding=4, hidden=8, sample_length=0),
+                datamodule=TextDataModule(path=str(folder / "abc.txt"), seq_len=8, batch_size=4))
+    trainer.save_checkpoint(folder / "abc.ckpt")
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
+    trainer.strategy.connect(MLP(depth=0))
+    trainer.save_checkpoint(folder / "mlp.ckpt")
+    return folder
+
+
 @pytest.fixture
-def bad_files(tmp_path: Path) -> Path:
+def bad_files(tmp_path: Path, checkpoints: Path) -> Path:
+    (tmp_path / "rnn").symlink_to(checkpoints)
     (tmp_path / "syntax.yaml").write_text("model:\n  class_path: lit_nn.models.MLP\n  init_args:\n"
                                           "    depth: 2\n   hidden: 3\n")
     (tmp_path / "unknown_key.yaml").write_text("modle:\n  class_path: lit_nn.models.MLP\n")
