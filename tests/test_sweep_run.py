@@ -267,6 +267,7 @@ def test_kill_9_of_the_sweep_then_rerun_finishes_only_the_remaining_points(tmp_p
     _wait_for(lambda: not process_alive(worker_pid), 120, "the orphaned worker to exit")
     killed = store.client().get_run(running.info.run_id)
     assert killed.info.status == "KILLED", killed.info.status
+    assert killed.data.tags["failure_reason"].startswith("interrupted: the sweep was stopped")
 
     finished_before = {r.info.run_id for r in _runs_or_empty(store, "killme") if r.info.status == "FINISHED"}
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
@@ -329,7 +330,8 @@ def test_ctrl_c_stops_the_running_point_as_killed_and_a_rerun_finishes(tmp_path)
     assert proc.returncode == 130, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert "run the same command again to finish them" in output
-    assert store.client().get_run(running.info.run_id).info.status == "KILLED"
+    killed = store.client().get_run(running.info.run_id)
+    assert killed.info.status == "KILLED" and "interrupted" in killed.data.tags["failure_reason"]
     assert not process_alive(int(running.data.tags["pid"])), "the worker exited with the sweep"
     parent = [r for r in store.runs("killme") if r.data.tags.get("sweep_role") == "parent"][0]
     assert parent.info.status == "KILLED"

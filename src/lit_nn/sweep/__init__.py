@@ -201,7 +201,7 @@ def _run(client: Any, experiment_id: str, parent: str, spec: Any, todo: list[Any
                 config_path.write_text(yaml.safe_dump(point.config, sort_keys=False))
                 log = (out_dir / "logs" / f"{point.run_name}.log").resolve()
                 log.unlink(missing_ok=True)
-                job = Job(point, [], log, own_process)
+                job = Job(point, [], log, own_process, experiment_id)
                 tags = {**point.tags(spec.name, parent), ATTEMPT_TAG: job.attempt}
                 job.argv = ["fit", "-c", str(config_path), "--experiment", spec.experiment,
                             "--run_name", point.run_name, "--tags", json.dumps(tags),

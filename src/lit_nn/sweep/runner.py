@@ -39,12 +39,13 @@ class Job:
     argv: list[str]
     log: Path
     own_process: bool
+    experiment_id: str = ""
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = 0.0
 
     def message(self) -> str:
         return json.dumps({"argv": self.argv, "log": str(self.log), "attempt": self.attempt,
-                           "own_process": self.own_process})
+                           "own_process": self.own_process, "experiment_id": self.experiment_id})
 
 
 @dataclass
@@ -213,7 +214,7 @@ def settle_in_mlflow(client: Any, experiment_id: str, parent_run_id: str, sweep:
             status = run.info.status
             if status != "FINISHED":
                 reason = run.data.tags.get("failure_reason") or reason
-                if "failure_reason" not in run.data.tags and reason:
+                if not run.data.tags.get("failure_reason") and reason:
                     client.set_tag(run_id, "failure_reason", reason[:5000])
     if job.log.is_file():
         try:

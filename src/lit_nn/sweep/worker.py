@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+INTERRUPTED = "interrupted: the sweep was stopped (Ctrl-C, SIGTERM, or its process died)"
 _interrupted = False
 
 
@@ -115,10 +116,10 @@ def run_in_process(argv: list[str], log: Path) -> dict[str, Any]:
             LitNNCLI(args=argv)
             return {"status": "FINISHED"}
         except KeyboardInterrupt:
-            return {"status": "KILLED", "error": "interrupted (Ctrl-C or the sweep stopped)"}
+            return {"status": "KILLED", "error": INTERRUPTED}
         except SystemExit as err:  # jsonargparse errors, Lightning after a Ctrl-C
             if _interrupted:
-                return {"status": "KILLED", "error": "interrupted (Ctrl-C or the sweep stopped)"}
+                return {"status": "KILLED", "error": INTERRUPTED}
             sys.stderr.flush()
             reason = error_from_log(log) or f"exited with status {err.code}"
             return {"status": "FAILED", "error": reason}
@@ -146,10 +147,24 @@ def run_own_process(argv: list[str], log: Path) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-            return {"status": "KILLED", "error": "interrupted (Ctrl-C or the sweep stopped)"}
+            return {"status": "KILLED", "error": INTERRUPTED}
     if code == 0:
         return {"status": "FINISHED"}
     return {"status": "FAILED", "error": error_from_log(log) or f"lit-nn fit exited with status {code}"}
+
+
+def note_interrupt(job: dict[str, Any], reason: str) -> None:
+    """Give the interrupted point's run a reason (Lightning records an empty one for Ctrl-C);
+    the sweep may be dead by now, so the worker does it itself."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI") or None)
+        found = client.search_runs([job["experiment_id"]], f"tags.sweep_attempt = '{job['attempt']}'", max_results=1)
+        if found and not found[0].data.tags.get("failure_reason"):
+            client.set_tag(found[0].info.run_id, "failure_reason", reason)
+    except Exception:  # noqa: BLE001 - best effort while shutting down
+        pass
 
 
 def main() -> None:
@@ -168,6 +183,8 @@ def main() -> None:
             job = json.loads(line)
             run = run_own_process if job.get("own_process") else run_in_process
             result = run(job["argv"], Path(job["log"]))
+            if result["status"] == "KILLED" and job.get("experiment_id"):
+                note_interrupt(job, result["error"])
             results.write(json.dumps({"attempt": job["attempt"], **result}) + "\n")
             results.flush()
             if _interrupted:
