@@ -43,6 +43,9 @@ test: install             ## the fast suite (slow end-to-end tests: make test-sl
 test-slow: install        ## DDP, kill-and-resume, browser and other long end-to-end tests
 	$(BIN)/pytest -q -m slow
 
+bench: install            ## speed benchmarks → BENCHMARKS.md (make bench ARGS=--quick to check it works)
+	$(BIN)/python -m benchmarks $(ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 
