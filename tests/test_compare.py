@@ -4,37 +4,18 @@ be exactly what MLflow holds (means and min–max over seeds, latest run per poi
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 from matplotlib.collections import PolyCollection
 
-from helpers import run_main
 from lit_nn.compare import report_sweep
 from lit_nn.report import RunData, Stat, curve_data, summarize
 from lit_nn.tracking import ensure_experiment
 
+from helpers import run_main
+
 EPOCHS = 4
 T0 = 1_700_000_000_000
-
-@pytest.fixture(scope="module")
-def _migrated_db(tmp_path_factory) -> Path:
-    """An empty, fully migrated MLflow SQLite file: creating one costs ~3 s of CPU (Alembic)."""
-    from mlflow.tracking import MlflowClient
-
-    db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{db}").search_experiments()
-    return db
-
-
-@pytest.fixture
-def client(tracking_store: str, _migrated_db: Path):
-    """The per-test store, started from a copy of the migrated template instead of migrating again."""
-    from mlflow.tracking import MlflowClient
-
-    shutil.copyfile(_migrated_db, tracking_store.removeprefix("sqlite:///"))
-    return MlflowClient(tracking_store)
 
 
 def val_acc(group: str, seed: int, epoch: int) -> float:

@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
-
-from helpers import run_main
 from lit_nn.runs import process_alive, process_start_time, reap_dead_runs
 
-
-@pytest.fixture(scope="module")
-def _migrated_db(tmp_path_factory) -> Path:
-    """An empty, fully migrated MLflow SQLite file: creating one costs ~3 s of CPU (Alembic)."""
-    from mlflow.tracking import MlflowClient
-
-    db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{db}").search_experiments()
-    return db
-
-
-@pytest.fixture
-def client(tracking_store: str, _migrated_db: Path):
-    """The per-test store, started from a copy of the migrated template instead of migrating again."""
-    from mlflow.tracking import MlflowClient
-
-    shutil.copyfile(_migrated_db, tracking_store.removeprefix("sqlite:///"))
-    return MlflowClient(tracking_store)
+from helpers import run_main
 
 
 def dead_pid() -> int:

@@ -8,11 +8,12 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from helpers import REPO, run_main
 from lit_nn.errors import UserError
 from lit_nn.sweep import needs_own_process
 from lit_nn.sweep.grid import config_hash, expand, load_sweep, parse_sweep, set_dotted, short_key
 from lit_nn.sweep.resume import decide
+
+from helpers import REPO, run_main
 
 BASE = {
     "seed_everything": 0,
@@ -155,7 +156,9 @@ def test_resume_skips_finished_and_live_points_and_reruns_the_rest():
     assert forced == ["run", "run", "run", "running", "run"], "--force never doubles a live run"
 
 
-def test_dry_run_lists_points_and_creates_nothing(capsys, tmp_path, tracking_store):
+def test_dry_run_lists_points_and_creates_nothing(capsys, tmp_path, monkeypatch):
+    fresh = tmp_path / "fresh" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{fresh}")
     result = run_main(capsys, "sweep", str(REPO / "experiments" / "compare_optimizers.yaml"), "--dry-run",
                       "--trainer.max_epochs", "1")
     assert result.returncode == 0, result.stderr
@@ -163,7 +166,7 @@ def test_dry_run_lists_points_and_creates_nothing(capsys, tmp_path, tracking_sto
     assert "21 points (7 settings × 3 seed(s))" in lines[0]
     assert sum(line.lstrip().startswith("run ") for line in lines) == 21
     assert "21 of 21 point(s) would run" in lines[-1]
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "a dry run must not create the store"
+    assert not fresh.exists() and not fresh.parent.exists(), "a dry run must not create the store"
 
 
 @pytest.mark.parametrize("name", ["compare_optimizers", "compare_depth", "compare_activations", "compare_models"])

@@ -191,13 +191,22 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.4f} [{min(values):.4f}, {max(values):.4f}]"
 
 
-def test_rerun_skips_finished_points_and_reruns_failed_ones(tiny):
-    store, before = tiny["store"], point_runs(tiny["runs"])
+def test_resume_plan_skips_finished_points_and_reruns_failed_ones(tiny):
+    store = tiny["store"]
     dry = store.sweep(str(tiny["file"]), "--dry-run", *TINY)
     assert dry.returncode == 0 and "1 of 3 point(s) would run" in dry.stdout
+    plan = {line.split()[1]: line.split()[0] for line in dry.stdout.splitlines() if line.startswith("  ")}
+    assert plan == {"boom-s0": "run", "adam-s0": "skip", "sgd-s0": "skip"}
+    assert "previous: FAILED" in dry.stdout
     forced = store.sweep(str(tiny["file"]), "--dry-run", "--force", *TINY)
     assert "3 of 3 point(s) would run" in forced.stdout
+    other_budget = store.sweep(str(tiny["file"]), "--dry-run", *TINY, "--trainer.max_epochs=3")
+    assert "3 of 3 point(s) would run" in other_budget.stdout, "other extra args make other points"
 
+
+@pytest.mark.slow
+def test_rerun_skips_finished_points_and_reruns_failed_ones(tiny):
+    store, before = tiny["store"], point_runs(tiny["runs"])
     result = store.sweep(str(tiny["file"]), "--out", str(tiny["out"]), *TINY)
     assert result.returncode == 1 and "1 to run, 2 already FINISHED" in result.stdout
     after = point_runs(store.runs("tiny"))
