@@ -184,3 +184,5 @@ def test_sweep_cli_rejects_bad_input(capsys, tmp_path):
     assert result.returncode == 2 and "sweep file" in result.stderr and "does not exist" in result.stderr
     result = run_main(capsys, "sweep", str(REPO / "experiments" / "compare_depth.yaml"), "--workers", "0")
     assert result.returncode == 2 and "--workers must be >= 1, got 0" in result.stderr
+    result = run_main(capsys, "sweep", str(REPO / "experiments" / "compare_depth.yaml"), "--worker", "2")
+    assert result.returncode == 2 and "unknown option '--worker' (did you mean '--workers'?)" in result.stderr

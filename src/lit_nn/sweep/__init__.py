@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from lit_nn.errors import UserError
+from lit_nn.errors import UserError, unknown_choice
 
 REPORTS = Path("reports")
 
@@ -54,6 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what `lit-nn fit` accepts besides the sweep's own options; the rest is most likely a typo
+POINT_OPTIONS = ("--model", "--data", "--trainer", "--seed_everything", "--ckpt_path", "--log_checkpoint",
+                 "--test_after_fit", "--optimizer", "--lr_scheduler")
+
+
+def check_passthrough(extra: list[str], parser: argparse.ArgumentParser) -> None:
+    """Refuse an unknown option before it fails every point (``--worker 2`` for ``--workers 2``)."""
+    sweep_options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    for arg in extra:
+        name = arg.split("=", 1)[0]
+        if arg.startswith("--") and not any(name == p or name.startswith(p + ".") for p in POINT_OPTIONS):
+            raise unknown_choice("option", name, [*sweep_options, *(f"{p}..." for p in POINT_OPTIONS[:3])])
+
+
 def needs_own_process(config: dict[str, Any], extra_args: tuple[str, ...]) -> bool:
     """Multi-device or multi-node training re-launches ``sys.argv``: it needs a real ``lit-nn fit``."""
     trainer = config.get("trainer") or {}
@@ -84,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
 def _main(argv: list[str] | None) -> None:
     from lit_nn.sweep.grid import expand, load_sweep, point_settings_count
 
-    args, extra = _parser().parse_known_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    check_passthrough(extra, parser)
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.threads is not None and args.threads < 1:
