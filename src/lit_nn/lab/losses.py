@@ -153,29 +153,34 @@ class SquaredErrorMLP(MLP):
 
     kind = "mlp-squared-error"
 
-    def training_step(self, batch: Pair, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
+    def training_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         probs = logits.softmax(dim=1)
-        loss = ((probs - F.one_hot(y, probs.shape[1]).to(probs.dtype)) ** 2).sum(1).mean()
-        self.check_finite(loss, batch_idx)
-        self.train_acc(logits, y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True)
-        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss
+        return ((probs - F.one_hot(targets, probs.shape[1]).to(probs.dtype)) ** 2).sum(1).mean()
 
 
 class EpochHistory(L.Callback):
-    """Keeps each epoch's train/val metrics (Lightning runs validation before this hook)."""
+    """Keeps each epoch's train/val metrics.
+
+    The model logs its train metrics in its own ``on_train_epoch_end``, which Lightning calls
+    after the callbacks' hook of that name; so an epoch is read when the next one starts, and
+    the last one when training ends.
+    """
 
     KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _read(self, trainer: L.Trainer) -> None:
         metrics = trainer.callback_metrics
         self.rows.append({k: float(metrics[k]) for k in self.KEYS if k in metrics})
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch > len(self.rows):
+            self._read(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._read(trainer)
 
 
 @contextmanager

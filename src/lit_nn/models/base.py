@@ -80,12 +80,19 @@ class Classifier(LitModel):
         self.val_acc = metric(num_classes, average="micro")
         self.test_acc = metric(num_classes, average="micro")
         self.test_confusion = torchmetrics.classification.MulticlassConfusionMatrix(num_classes)
+        # the epoch's summed training loss and sample count (a buffer: it follows the device)
+        self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
+        self._train_seen = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def training_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss minimized in training (validation always reports cross-entropy)."""
+        return F.cross_entropy(logits, targets)
+
     def on_train_epoch_start(self) -> None:
-        self._train_loss_sum = torch.zeros((), device=self.device)
+        self._train_loss_sum.zero_()
         self._train_seen = 0
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -93,7 +100,7 @@ class Classifier(LitModel):
         # calling the Metric runs its forward (a batch accuracy besides the accumulation).
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self.training_loss(logits, y)
         self.check_finite(loss, batch_idx)
         self.train_acc.update(logits.detach(), y)
         self._train_loss_sum += loss.detach() * len(y)
