@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
+WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
 .PHONY: install train train-rnn test test-fast test-slow lint ui lab bench \
         compare-optimizers compare-depth compare-activations compare-models clean
@@ -26,16 +27,16 @@ lab: install              ## every fundamentals lab, one MLflow run each in expe
 	$(BIN)/lit-nn lab all
 
 compare-optimizers: install  ## sgd, momentum, adagrad, rmsprop, adadelta, adam, adamw on the MLP
-	$(BIN)/lit-nn sweep experiments/compare_optimizers.yaml
+	$(BIN)/lit-nn sweep experiments/compare_optimizers.yaml --workers $(WORKERS) $(ARGS)
 
 compare-depth: install    ## MLP depth 0-3
-	$(BIN)/lit-nn sweep experiments/compare_depth.yaml
+	$(BIN)/lit-nn sweep experiments/compare_depth.yaml --workers $(WORKERS) $(ARGS)
 
 compare-activations: install  ## sigmoid, tanh, relu, leaky_relu, selu, gelu
-	$(BIN)/lit-nn sweep experiments/compare_activations.yaml
+	$(BIN)/lit-nn sweep experiments/compare_activations.yaml --workers $(WORKERS) $(ARGS)
 
 compare-models: install   ## MLP vs CNN, same data and budget
-	$(BIN)/lit-nn sweep experiments/compare_models.yaml
+	$(BIN)/lit-nn sweep experiments/compare_models.yaml --workers $(WORKERS) $(ARGS)
 
 test: install             ## the fast suite (slow end-to-end tests: make test-slow)
 	$(BIN)/pytest -q -m "not slow"
@@ -50,7 +51,7 @@ lint: install
 	$(BIN)/ruff check .
 
 ui: install               ## MLflow UI over the local store on http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf mlruns/mlflow.db mlruns/artifacts mlruns/checkpoints reports .pytest_cache
