@@ -165,8 +165,9 @@ class _ValClock(L.Callback):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
-            self.points.append((time.perf_counter() - self.start, trainer.global_step,
-                                float(trainer.callback_metrics["val_loss"])))
+            point = (time.perf_counter() - self.start, trainer.global_step, float(trainer.callback_metrics["val_loss"]))
+            self.points.append(point)
+            print("  {:.1f} s, step {}: val_loss {:.4f}".format(*point), file=sys.stderr, flush=True)
 
 
 def quality(config: dict[str, Any], text: Path) -> dict[str, Any]:
@@ -244,9 +245,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of each loop")
     parser.add_argument("--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change the config, e.g. trainer.max_steps=4000 or model.hidden=384")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice); 1 gives steadier CPU-time "
+                             "figures on a machine shared with other jobs")
     parser.add_argument("--skip-quality", action="store_true", help="only measure throughput")
     parser.add_argument("--skip-throughput", action="store_true", help="only measure val loss vs wall time")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     result = run(args.config, args.text, args.steps, args.reps, args.override, args.skip_quality,
                  args.skip_throughput)
     print(markdown(result))

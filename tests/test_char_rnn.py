@@ -10,21 +10,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import runs_of, shared_data
-from helpers import REPO, assert_clean_error, run_cli
 from lit_nn.data.text import TextDataModule
 from lit_nn.errors import UserError
 from lit_nn.models import CharRNN
 from lit_nn.models.char_rnn import lr_factor
 
+from conftest import runs_of, shared_data
+from helpers import REPO, assert_clean_error, run_cli, run_main
+
 # After "ab" comes "c" or "d" depending on the character before the "a": only a model that
 # carries state through time can drive the loss near zero.
 MEMORY_TEXT = "abcabd" * 500
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models: a second thread only adds spin-waits on a busy machine
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
+    """Tiny models: a second thread only adds spin-waits on a busy machine."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -88,6 +89,24 @@ def trainer_metrics(model: CharRNN) -> dict[str, torch.Tensor]:
     return model.trainer.callback_metrics
 
 
+def test_trainer_reshuffles_windows_every_epoch(tmp_path: Path) -> None:
+    """Lightning tells the loader the epoch (``sampler.set_epoch``): each epoch gets new windows."""
+    path = tmp_path / "random.txt"
+    path.write_text("".join("abcdefgh"[i] for i in torch.randint(0, 8, (3000,), generator=torch.Generator().manual_seed(0))))
+    data = TextDataModule(path=str(path), seq_len=32, batch_size=16)
+    firsts: list[torch.Tensor] = []
+
+    class FirstBatch(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+            if batch_idx == 0:
+                firsts.append(batch[0].clone())
+
+    trainer(max_epochs=3, limit_train_batches=1, limit_val_batches=0, callbacks=[FirstBatch()]).fit(
+        small_model(), datamodule=data)
+    assert len(firsts) == 3
+    assert not torch.equal(firsts[0], firsts[1]) and not torch.equal(firsts[1], firsts[2])
+
+
 def test_vocabulary_travels_in_the_checkpoint(memory_data: TextDataModule, tmp_path: Path) -> None:
     model = small_model()
     fit = trainer(max_epochs=1, limit_train_batches=2)
@@ -149,14 +168,14 @@ def test_cosine_schedule_needs_a_run_length(memory_data: TextDataModule) -> None
         trainer(max_epochs=-1, max_steps=-1).fit(small_model(lr_schedule="cosine"), datamodule=memory_data)
 
 
-def test_fit_cli_records_metrics_samples_config_and_checkpoint(client, tmp_path: Path) -> None:
+def test_fit_cli_records_metrics_samples_config_and_checkpoint(client, tmp_path: Path, capsys) -> None:
     """The `make train-rnn` path (char_rnn.yaml) on a small file, then `lit-nn generate` on its checkpoint."""
     corpus = tmp_path / "memory.txt"
     corpus.write_text(MEMORY_TEXT)
-    result = run_cli("fit", "-c", "experiments/char_rnn.yaml", "--data.path", str(corpus),
+    result = run_main(capsys, "fit", "-c", str(REPO / "experiments/char_rnn.yaml"), "--data.path", str(corpus),
                      "--data.seq_len", "32", "--data.batch_size", "16", "--model.hidden", "32",
                      "--model.num_layers", "1", "--model.sample_length", "40", "--trainer.max_epochs", "2",
-                     "--trainer.enable_progress_bar", "false", env=ONE_THREAD)
+                     "--trainer.enable_progress_bar", "false")
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = runs_of(client, "char_rnn")
     assert run.info.status == "FINISHED"
@@ -174,32 +193,32 @@ def test_fit_cli_records_metrics_samples_config_and_checkpoint(client, tmp_path:
     assert len(text) == 41 and set(text) <= set("abcd\n")
     best = Path(tags["checkpoint_dir"]) / "best.ckpt"
     assert best.is_file()
-    generated = run_cli("generate", "--ckpt", str(best), "--prime", "abca", "--length", "30", "--temperature", "0",
-                        env=ONE_THREAD)
+    generated = run_main(capsys, "generate", "--ckpt", str(best), "--prime", "abca", "--length", "30",
+                         "--temperature", "0")
     assert generated.returncode == 0, generated.stderr[-2000:]
     assert generated.stdout.startswith("abca") and len(generated.stdout.strip()) == 34
 
 
-def test_fit_cli_bad_corpus_is_a_clean_error(tmp_path: Path) -> None:
-    result = run_cli("fit", "-c", "experiments/char_rnn.yaml", "--data.path", str(tmp_path / "missing.txt"), env=ONE_THREAD)
+def test_fit_cli_bad_corpus_is_a_clean_error(tmp_path: Path, capsys) -> None:
+    result = run_main(capsys, "fit", "-c", str(REPO / "experiments/char_rnn.yaml"),
+                      "--data.path", str(tmp_path / "missing.txt"))
     assert_clean_error(result, "missing.txt", "not found")
 
 
-def test_shakespeare_config_builds(tmp_path: Path) -> None:
-    from lit_nn.cli import LitNNCLI
-
+def test_shakespeare_config_runs(capsys) -> None:
     path = shared_data("tinyshakespeare", "input.txt")
-    cli = LitNNCLI(["fit", "-c", str(REPO / "experiments/shakespeare_char.yaml"), "--data.path", str(path),
-                    "--trainer.logger", "false"], run=False)
-    assert isinstance(cli.model, CharRNN) and isinstance(cli.datamodule, TextDataModule)
-    assert cli.datamodule.hparams.corpus == "tinyshakespeare"
-    assert cli.trainer.gradient_clip_val is not None
+    result = run_main(capsys, "fit", "-c", str(REPO / "experiments/shakespeare_char.yaml"), "--data.path", str(path),
+                      "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert "1,003,854 train / 111,540 val characters, vocabulary of 65" in out  # nanoGPT's split, exactly
 
 
 @pytest.mark.slow
 def test_char_rnn_yaml_trains_on_the_embedded_corpus(client) -> None:
     """`make train-rnn` as shipped: the embedded corpus, the full default run."""
-    result = run_cli("fit", "-c", "experiments/char_rnn.yaml", "--trainer.enable_progress_bar", "false", timeout=900)
+    result = run_cli("fit", "-c", "experiments/char_rnn.yaml", "--trainer.enable_progress_bar", "false",
+                     timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = runs_of(client, "char_rnn")
     assert run.data.tags["dataset"] == "pydoc_topics"

@@ -8,11 +8,12 @@ import lightning as L
 import pytest
 import torch
 
-from helpers import assert_clean_error, run_cli
 from lit_nn.data.text import TextDataModule, encode
 from lit_nn.errors import UserError
 from lit_nn.generate import build_parser, load_char_rnn, main
 from lit_nn.models import CharRNN
+
+from helpers import assert_clean_error, run_cli, run_main
 
 TEXT = ("ROMEO: But soft, what light through yonder window breaks?\n"
         "It is the east, and Juliet is the sun.\n") * 30
@@ -109,12 +110,12 @@ def test_prime_outside_vocabulary_names_the_characters(trained) -> None:
     assert result.stdout == ""  # nothing printed before the error
 
 
-def test_missing_and_corrupt_checkpoints(tmp_path: Path) -> None:
+def test_missing_and_corrupt_checkpoints(tmp_path: Path, capsys) -> None:
     with pytest.raises(UserError, match=r"checkpoint '.*nope.ckpt' not found"):
         load_char_rnn(tmp_path / "nope.ckpt")
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"PK\x03\x04 this is not a checkpoint")
-    result = run_cli("generate", "--ckpt", str(garbage), env={"OMP_NUM_THREADS": "1"})
+    result = run_main(capsys, "generate", "--ckpt", str(garbage))
     assert_clean_error(result, "cannot read checkpoint", "garbage.ckpt")
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"depth": 2}}, foreign)

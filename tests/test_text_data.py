@@ -203,6 +203,13 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
         TextDataModule(**kwargs)
 
 
+def test_no_test_split(tmp_path: Path) -> None:
+    dm = ready(write(tmp_path, "to be or not to be " * 20), seq_len=8)
+    assert TextDataModule.has_test_split is False  # lit-nn fit skips its test pass
+    with pytest.raises(UserError, match="no test split .* use `lit-nn validate`"):
+        dm.test_dataloader()
+
+
 def test_tinyshakespeare_requested_but_absent(tmp_path: Path) -> None:
     dm = TextDataModule(corpus="tinyshakespeare", root=str(tmp_path))
     with pytest.raises(UserError, match="tiny-shakespeare not found at .*--data.download true"):

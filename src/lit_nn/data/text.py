@@ -271,7 +271,7 @@ class TextDataModule(L.LightningDataModule):
                 f"{where} has {len(text):,} characters, fewer than one sequence (data.seq_len={hp.seq_len} + 1); "
                 "use a longer text or a smaller --data.seq_len"
             )
-        n_val = int(len(text) * hp.val_fraction)
+        n_val = len(text) - int(len(text) * (1 - hp.val_fraction))
         for split, size, extra in (("validation", n_val, 1), ("training", len(text) - n_val, hp.seq_len)):
             if size < hp.seq_len + extra:
                 raise UserError(
@@ -288,8 +288,8 @@ class TextDataModule(L.LightningDataModule):
         where = str(self.hparams.path) if self.hparams.path is not None else source
         self._check_length(text, where)
         self.vocab, ids = build_vocab(text)
-        n_val = int(len(ids) * self.hparams.val_fraction)
-        self.train_ids, self.val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+        n_train = int(len(ids) * (1 - self.hparams.val_fraction))  # nanoGPT's split, to the character
+        self.train_ids, self.val_ids = ids[:n_train], ids[n_train:]
         self.source = source
         rank_zero_info(
             f"data: {source} — {len(self.train_ids):,} train / {len(self.val_ids):,} val characters, "
@@ -303,3 +303,7 @@ class TextDataModule(L.LightningDataModule):
     def val_dataloader(self) -> TextWindows:
         hp = self.hparams
         return TextWindows(self.val_ids, hp.seq_len, 4 * hp.batch_size)
+
+    def test_dataloader(self) -> TextWindows:
+        raise UserError("the text DataModule has no test split (the held-out text is the validation split); "
+                        "use `lit-nn validate` instead of `lit-nn test`")

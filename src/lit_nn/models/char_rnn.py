@@ -40,7 +40,11 @@ class CharRNN(LitModel):
         lr_schedule: constant, or cosine decay to lr/10 over the run (needs max_steps or max_epochs).
         warmup_steps: linear learning-rate warm-up steps before the schedule.
         sample_length: characters of the text sample logged to MLflow after each validation (0: none).
-        optimizer, lr, weight_decay, momentum, nesterov: see ``lit_nn.optim``.
+        optimizer: sgd, adagrad, rmsprop, adadelta, adam or adamw (see ``lit_nn.optim``).
+        lr: learning rate (the peak one when a schedule is set).
+        weight_decay: weight decay of the optimizer.
+        momentum: momentum of sgd and rmsprop.
+        nesterov: Nesterov momentum (sgd with momentum > 0).
     """
 
     kind = "char_rnn"
@@ -51,7 +55,7 @@ class CharRNN(LitModel):
         cell: str = "lstm",
         embedding: int = 64,
         hidden: int = 256,
-        num_layers: int = 2,
+        num_layers: int = 1,
         dropout: float = 0.0,
         vocab: str | None = None,
         lr_schedule: str = "constant",
@@ -153,7 +157,9 @@ class CharRNN(LitModel):
         gen = torch.Generator().manual_seed(0)  # the same draw every epoch: only the model changes
         text = prime + "".join(self.sample(prime, self.hparams.sample_length, 0.8, 40, gen))
         name = f"epoch_{self.current_epoch:03d}"
-        if not self.trainer.is_last_batch:  # validation inside an epoch (val_check_interval)
+        if self.trainer.state.fn != "fit":  # `lit-nn validate`
+            name = "validate"
+        elif not self.trainer.is_last_batch:  # validation inside an epoch (val_check_interval)
             name += f"_step_{self.global_step:07d}"
         self.logger.log_text(text, f"samples/{name}.txt")
 
