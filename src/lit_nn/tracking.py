@@ -147,10 +147,8 @@ class MLflowTracker(MLFlowLogger):
         if not self._initialized:
             return
         if status == "failed" and self.failure is not None:
-            reason = str(self.failure) or type(self.failure).__name__
-            if isinstance(self.failure, KeyboardInterrupt):
-                reason = "interrupted (Ctrl-C)"
-            self.experiment.set_tag(self.run_id, "failure_reason", reason[:5000])
+            # empty for Ctrl-C: a sweep worker fills in why it stopped the point
+            self.experiment.set_tag(self.run_id, "failure_reason", str(self.failure)[:5000])
             if isinstance(self.failure, KeyboardInterrupt):
                 status = "KILLED"
         super().finalize(status)
