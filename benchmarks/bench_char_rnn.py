@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from lit_nn.data.text import TextDataModule
+from lit_nn.data.text import TextDataModule, TextWindows
 from lit_nn.models import CharRNN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,8 +170,21 @@ class _ValClock(L.Callback):
             print("  {:.1f} s, step {}: val_loss {:.4f}".format(*point), file=sys.stderr, flush=True)
 
 
-def quality(config: dict[str, Any], text: Path) -> dict[str, Any]:
-    """Train as configured (training + validation timed, no MLflow or checkpoints); the val curve."""
+@torch.no_grad()
+def val_loss_with_windows(model: CharRNN, ids: torch.Tensor, window: int, batch_size: int = 64) -> float:
+    """Mean nats/char of the validation text cut into contiguous windows of ``window`` characters."""
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in TextWindows(ids, window, batch_size):
+        logits, _ = model(x)
+        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"))
+        count += y.numel()
+    return total / count
+
+
+def quality(config: dict[str, Any], text: Path, eval_windows: Sequence[int] = ()) -> dict[str, Any]:
+    """Train as configured (training + validation timed, no MLflow or checkpoints); the val curve,
+    then (untimed) the final model's validation loss with each window length in ``eval_windows``."""
     L.seed_everything(config["seed"], verbose=False)
     data = TextDataModule(**{**config["data"], "path": str(text)})
     model = CharRNN(**{**config["model"], "sample_length": 0})
@@ -185,7 +198,9 @@ def quality(config: dict[str, Any], text: Path) -> dict[str, Any]:
     wall = time.perf_counter() - begin
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     chars = trainer.global_step * data.hparams.batch_size * data.hparams.seq_len
+    by_window = {w: val_loss_with_windows(model, data.val_ids, w) for w in eval_windows}
     return {
+        "val_loss_by_window": by_window,
         "curve": clock.points, "final_val_loss": clock.points[-1][2] if clock.points else float("nan"),
         "fit_wall_s": wall, "train_chars": chars, "steps": trainer.global_step,
         "user_cpu_s": cpu1.ru_utime - cpu0.ru_utime, "system_cpu_s": cpu1.ru_stime - cpu0.ru_stime,
@@ -194,7 +209,8 @@ def quality(config: dict[str, Any], text: Path) -> dict[str, Any]:
 
 
 def run(config: str | Path = DEFAULT_CONFIG, text: str | Path = DEFAULT_TEXT, steps: int = 40, reps: int = 3,
-        overrides: Sequence[str] = (), skip_quality: bool = False, skip_throughput: bool = False) -> dict[str, Any]:
+        overrides: Sequence[str] = (), skip_quality: bool = False, skip_throughput: bool = False,
+        eval_windows: Sequence[int] = ()) -> dict[str, Any]:
     """Both measurements; returns {"config", "throughput", "quality", "machine"}."""
     text = Path(text)
     if not text.is_file():
@@ -206,7 +222,7 @@ def run(config: str | Path = DEFAULT_CONFIG, text: str | Path = DEFAULT_TEXT, st
     if not skip_throughput:
         result["throughput"] = throughput(cfg, text, steps, reps)
     if not skip_quality:
-        result["quality"] = quality(cfg, text)
+        result["quality"] = quality(cfg, text, eval_windows)
     result["machine"]["load_avg_end"] = os.getloadavg()
     return result
 
@@ -232,6 +248,10 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{q['user_cpu_s']:.1f} s user CPU):", "",
                   "| wall (s) | step | val loss (nats/char) |", "|---:|---:|---:|"]
         lines += [f"| {wall:.1f} | {step} | {loss:.4f} |" for wall, step, loss in q["curve"]]
+        if q["val_loss_by_window"]:
+            lines += ["", "Final model, validation text cut into windows of n characters (each window "
+                          "starts without context):", "", "| window | val loss |", "|---:|---:|"]
+            lines += [f"| {w} | {loss:.4f} |" for w, loss in q["val_loss_by_window"].items()]
         lines += ["", f"nanoGPT baseline (issue): {NANOGPT_BASELINE['val_loss']} after "
                       f"~{NANOGPT_BASELINE['wall_s']:.0f} s."]
     return "\n".join(lines)
@@ -248,13 +268,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 gives steadier CPU-time "
                              "figures on a machine shared with other jobs")
+    parser.add_argument("--eval-windows", default="", metavar="N,N,...",
+                        help="after training, also score the final model with validation windows of these "
+                             "lengths, e.g. 64,256,1024")
     parser.add_argument("--skip-quality", action="store_true", help="only measure throughput")
     parser.add_argument("--skip-throughput", action="store_true", help="only measure val loss vs wall time")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    windows = [int(w) for w in args.eval_windows.split(",") if w]
     result = run(args.config, args.text, args.steps, args.reps, args.override, args.skip_quality,
-                 args.skip_throughput)
+                 args.skip_throughput, windows)
     print(markdown(result))
 
 

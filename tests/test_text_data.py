@@ -119,14 +119,16 @@ def test_ddp_ranks_get_equal_disjoint_shards(tmp_path: Path, monkeypatch: pytest
     assert not shards[0] & shards[1]  # distinct data per rank
 
 
-def test_validation_windows_are_contiguous_from_the_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("val_seq_len", "window"), [(None, 16), (40, 40)])
+def test_validation_windows_are_contiguous_from_the_start(tmp_path: Path, val_seq_len, window: int) -> None:
     text = "".join(chr(ord("a") + (i * 3) % 26) for i in range(2000))
-    dm = ready(write(tmp_path, text), seq_len=16, batch_size=2)
+    dm = ready(write(tmp_path, text), seq_len=16, batch_size=2, val_seq_len=val_seq_len)
     xs, ys = zip(*dm.val_dataloader(), strict=True)
+    assert xs[0].shape[1] == window
     x, y = torch.cat(xs).reshape(-1), torch.cat(ys).reshape(-1)
-    n = (len(dm.val_ids) - 1) // 16 * 16
+    n = (len(dm.val_ids) - 1) // window * window
     assert torch.equal(x, dm.val_ids[:n]) and torch.equal(y, dm.val_ids[1 : n + 1])
-    assert len(dm.val_ids) - n <= 16  # everything but a tail shorter than one window is scored
+    assert len(dm.val_ids) - n <= window  # everything but a tail shorter than one window is scored
 
 
 # -- sources ---------------------------------------------------------------------------
@@ -196,6 +198,7 @@ def test_byte_order_mark_is_dropped(tmp_path: Path) -> None:
         ({"batch_size": -2}, "data.batch_size must be > 0, got -2"),
         ({"val_fraction": 0.0}, r"data.val_fraction must be in \(0, 1\), got 0.0"),
         ({"val_fraction": 1.0}, r"data.val_fraction must be in \(0, 1\), got 1.0"),
+        ({"val_seq_len": 0}, "data.val_seq_len must be > 0, got 0"),
     ],
 )
 def test_bad_arguments(kwargs: dict, message: str) -> None:

@@ -200,6 +200,9 @@ class TextDataModule(L.LightningDataModule):
         seq_len: characters per training window (the backpropagation-through-time length).
         batch_size: windows per training batch (validation uses 4x: it needs no gradients).
         val_fraction: the last fraction of the text held out for validation.
+        val_seq_len: characters per validation window (default ``seq_len``); every window starts
+            without context, so longer windows score the model with more context on average,
+            as a transformer's block size does.
         seed: seeds the per-epoch window phase and order.
     """
 
@@ -214,6 +217,7 @@ class TextDataModule(L.LightningDataModule):
         seq_len: int = 128,
         batch_size: int = 64,
         val_fraction: float = 0.1,
+        val_seq_len: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -221,6 +225,8 @@ class TextDataModule(L.LightningDataModule):
             raise unknown_choice("corpus", corpus, CORPORA)
         check_positive("data.seq_len", seq_len)
         check_positive("data.batch_size", batch_size)
+        if val_seq_len is not None:
+            check_positive("data.val_seq_len", val_seq_len)
         if not 0 < val_fraction < 1:
             raise UserError(f"data.val_fraction must be in (0, 1), got {val_fraction!r}")
         self.save_hyperparameters()
@@ -230,6 +236,10 @@ class TextDataModule(L.LightningDataModule):
         self.vocab: str = ""
         self.train_ids = torch.empty(0, dtype=torch.long)
         self.val_ids = torch.empty(0, dtype=torch.long)
+
+    @property
+    def val_seq_len(self) -> int:
+        return self.hparams.val_seq_len or self.hparams.seq_len
 
     @property
     def shakespeare_file(self) -> Path:
@@ -272,12 +282,14 @@ class TextDataModule(L.LightningDataModule):
                 "use a longer text or a smaller --data.seq_len"
             )
         n_val = len(text) - int(len(text) * (1 - hp.val_fraction))
-        for split, size, extra in (("validation", n_val, 1), ("training", len(text) - n_val, hp.seq_len)):
-            if size < hp.seq_len + extra:
+        val_len = self.val_seq_len
+        for split, size, need, name in (("validation", n_val, val_len + 1, f"data.val_seq_len={val_len}"),
+                                        ("training", len(text) - n_val, 2 * hp.seq_len, f"data.seq_len={hp.seq_len}")):
+            if size < need:
                 raise UserError(
                     f"data.val_fraction={hp.val_fraction} leaves {size:,} {split} characters of {where}, "
-                    f"fewer than {hp.seq_len + extra} needed for data.seq_len={hp.seq_len}; "
-                    "use a longer text, a smaller --data.seq_len or another --data.val_fraction"
+                    f"fewer than {need} needed for {name}; "
+                    "use a longer text, smaller windows or another --data.val_fraction"
                 )
 
     # -- LightningDataModule hooks ------------------------------------------------------
@@ -302,7 +314,7 @@ class TextDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> TextWindows:
         hp = self.hparams
-        return TextWindows(self.val_ids, hp.seq_len, 4 * hp.batch_size)
+        return TextWindows(self.val_ids, self.val_seq_len, 4 * hp.batch_size)
 
     def test_dataloader(self) -> TextWindows:
         raise UserError("the text DataModule has no test split (the held-out text is the validation split); "
