@@ -16,6 +16,19 @@ if str(REPO) not in sys.path:  # `benchmarks` is a top-level folder, not part of
     sys.path.insert(0, str(REPO))
 
 
+@pytest.fixture(autouse=True)
+def _restore_logger_levels():
+    """The benchmarks silence Lightning's loggers process-wide (``quiet_lightning``); put the
+    levels back so later in-process CLI tests still see the messages they check."""
+    import logging
+
+    names = ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def _positive(x: float) -> bool:
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
