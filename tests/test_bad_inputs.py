@@ -56,7 +56,7 @@ CASES = [
     ("sweep-not-a-sweep", ["sweep", "experiments/mnist_mlp.yaml"], ["unknown key", "'seed_everything'", "grid"]),
     ("sweep-zero-workers", ["sweep", "experiments/compare_depth.yaml", "--workers", "0"], ["--workers must be >= 1"]),
     # -- sampling
-    ("generate-missing-checkpoint", ["generate", "--ckpt", "{tmp}/none.ckpt"], ["none.ckpt", "not found"]),
+    ("generate-missing-checkpoint", ["generate", "--ckpt", "{tmp}/none.ckpt"], ["none.ckpt", "does not exist"]),
     ("generate-classifier-checkpoint", ["generate", "--ckpt", "{tmp}/rnn/mlp.ckpt"], ["not a char-RNN checkpoint"]),
     ("generate-prime-outside-vocab", ["generate", "--ckpt", "{tmp}/rnn/abc.ckpt", "--prime", "abz"], ["'z'"]),
     ("generate-negative-length", ["generate", "--ckpt", "{tmp}/rnn/abc.ckpt", "--length", "-5"],

@@ -111,12 +111,12 @@ def test_prime_outside_vocabulary_names_the_characters(trained) -> None:
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path: Path, capsys) -> None:
-    with pytest.raises(UserError, match=r"checkpoint '.*nope.ckpt' not found"):
+    with pytest.raises(UserError, match=r"checkpoint .*nope.ckpt does not exist"):
         load_char_rnn(tmp_path / "nope.ckpt")
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"PK\x03\x04 this is not a checkpoint")
     result = run_main(capsys, "generate", "--ckpt", str(garbage))
-    assert_clean_error(result, "cannot read checkpoint", "garbage.ckpt")
+    assert_clean_error(result, "not a readable checkpoint", "garbage.ckpt")
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"depth": 2}}, foreign)
     with pytest.raises(UserError, match="is not a char-RNN checkpoint"):

@@ -2,7 +2,7 @@
 
 The checkpoint carries the vocabulary (the model's ``vocab`` hyperparameter), so no corpus
 is needed. The model is rebuilt from the checkpoint's hyperparameters and weights directly
-(``torch.load(weights_only=True)``: no code from the file runs).
+(:func:`lit_nn.checkpoints.load_checkpoint`, ``weights_only=True``: no code from the file runs).
 """
 
 from __future__ import annotations
@@ -14,22 +14,16 @@ from pathlib import Path
 
 import torch
 
+from lit_nn.checkpoints import load_checkpoint
 from lit_nn.errors import UserError, check_positive
 from lit_nn.models.char_rnn import CharRNN
 
 
 def load_char_rnn(path: str | Path) -> CharRNN:
     """A CharRNN from a Lightning checkpoint; a missing, unreadable or foreign file is a UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {str(path)!r} not found" + (" (it is a folder)" if path.is_dir() else ""))
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - truncated zip, pickle garbage, wrong format: all "unreadable"
-        raise UserError(f"cannot read checkpoint {path}: it is not a PyTorch checkpoint or is damaged "
-                        f"({type(err).__name__})") from None
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or not hparams.get("vocab") or "state_dict" not in checkpoint:
+    checkpoint = load_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or not hparams.get("vocab"):
         raise UserError(f"{path} is not a char-RNN checkpoint (it has no vocabulary); train one with "
                         "`lit-nn fit -c experiments/char_rnn.yaml`")
     accepted = set(inspect.signature(CharRNN.__init__).parameters) - {"self"}
