@@ -20,14 +20,15 @@ import torch
 import yaml
 from jsonargparse import ArgumentError
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from lit_nn.callbacks import RunCheckpoint, RunRecorder, describe_finish
 from lit_nn.checkpoints import check_checkpoint_matches, load_checkpoint
 from lit_nn.cli_errors import check_config_file, condense_parser_error, config_paths, option_values
 from lit_nn.errors import UserError
+from lit_nn.progress import ProgressBar
 from lit_nn.resume import find_run_to_resume, reopen_run
+from lit_nn.torch_env import skip_failing_nvml_probe
 from lit_nn.tracking import MLflowTracker, ensure_experiment, prepare_store
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
@@ -66,6 +67,7 @@ class LitNNCLI(LightningCLI):
     and (for ``fit``) a test-set evaluation at the end."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        skip_failing_nvml_probe()
         super().__init__(
             trainer_defaults=TRAINER_DEFAULTS,
             seed_everything_default=0,
@@ -139,9 +141,7 @@ class LitNNCLI(LightningCLI):
             callbacks.append(RunRecorder(params, config_dict, log_checkpoint=settings.log_checkpoint,
                                          resumed=resume_id is not None))
         if trainer_config.get("enable_progress_bar", True) is not False:
-            # leave=False: with leave=True Lightning stops and restarts the bar at every epoch start,
-            # joining its refresh thread, which sleeps in 1/refresh_rate steps (up to 0.2 s per epoch)
-            callbacks.append(RichProgressBar(refresh_rate=5, leave=False))
+            callbacks.append(ProgressBar())
         if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
             monitor = getattr(self.model, "monitor", ("val_acc", "max"))
             callbacks.append(RunCheckpoint(*monitor))

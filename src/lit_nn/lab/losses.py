@@ -30,6 +30,7 @@ from lit_nn.lab.run import lab_run
 from lit_nn.lab.text import sci, table
 from lit_nn.models import MLP
 from lit_nn.optim import check_optimizer_args
+from lit_nn.torch_env import skip_failing_nvml_probe
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -199,6 +200,7 @@ def train_both(epochs: int = 5, optimizer: str = "sgd", lr: float = 0.1, hidden:
                batch_size: int = 64, seed: int = 0, data_root: str = "data",
                max_batches: int | None = None) -> tuple[dict[str, list[dict[str, float]]], str]:
     """Fit the MLP with each loss from the same initial weights; returns (history per loss, data source)."""
+    skip_failing_nvml_probe()  # as lit-nn fit does: no failed NVML load on every optimizer step
     data = ImageDataModule("mnist", root=data_root, batch_size=batch_size, seed=seed)
     histories = {}
     for name, cls in (("cross_entropy", MLP), ("squared_error", SquaredErrorMLP)):
