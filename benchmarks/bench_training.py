@@ -6,7 +6,7 @@ sample, with the same optimizer and batch size, in one process and interleaved:
 
 * **Trainer** — ``lightning.Trainer`` built the way ``lit-nn fit`` builds it (lit-nn's
   ``TRAINER_DEFAULTS``, its ``ImageDataModule`` serving in-memory ``TensorBatches``, its
-  ``RichProgressBar(refresh_rate=5)`` when the bar is on), CPU, logger and checkpoints off;
+  ``ProgressBar`` when the bar is on), CPU, logger and checkpoints off;
 * **plain** — a hand-written loop over the same tensors: seeded permutation, index slicing,
   forward, cross-entropy, backward, step, and the per-epoch loss/accuracy bookkeeping kept
   as tensors (one ``.item()`` per epoch);
@@ -108,14 +108,13 @@ def trainer_fit(model: L.LightningModule, datamodule: L.LightningDataModule, epo
 
     ``progress_bar``: True for lit-nn's bar, False for none, or another progress-bar callback.
     """
-    from lightning.pytorch.callbacks import RichProgressBar
-
     from lit_nn.cli import TRAINER_DEFAULTS
+    from lit_nn.progress import ProgressBar
 
     timer = EpochTimer()
     cbs: list[L.Callback] = [timer, *(callbacks or [])]
     if progress_bar is True:
-        cbs.append(RichProgressBar(refresh_rate=5, leave=True, console_kwargs=terminal_console()))
+        cbs.append(ProgressBar(console_kwargs=terminal_console()))  # lit-nn's bar, drawn as on a terminal
     elif progress_bar is not False:
         cbs.append(progress_bar)
     extra: dict[str, Any] = {} if validate else {"limit_val_batches": 0}
