@@ -40,6 +40,7 @@ import yaml
 
 from lit_nn.data.text import TextDataModule, TextWindows
 from lit_nn.models import CharRNN
+from lit_nn.optim import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "experiments" / "shakespeare_char.yaml"
@@ -93,7 +94,8 @@ class _StepClock(L.Callback):
 def _plain_loop(model: CharRNN, batches: list, lr: float, clip: float, warmup: int) -> tuple[float, float]:
     """The loop Lightning runs, by hand: (steady seconds after warm-up, whole-call seconds)."""
     begin = time.perf_counter()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    hp = model.hparams  # lit-nn's optimizer as the model builds it (fused where torch has a kernel)
+    optimizer = build_optimizer(hp.optimizer, model.parameters(), lr, hp.weight_decay, hp.momentum, hp.nesterov)
     model.train()
     start = begin
     for i, (x, y) in enumerate(batches):

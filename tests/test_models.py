@@ -84,3 +84,26 @@ def test_nan_loss_raises_diverged_with_epoch_and_step():
     model = MLP(depth=0, lr=0.5)
     with pytest.raises(DivergedError, match=r"loss is nan at epoch 0, step 0 .*smaller learning rate"):
         model.check_finite(torch.tensor(float("nan")), batch_idx=0)
+
+
+@pytest.mark.parametrize(("name", "fused"), [("sgd", True), ("adagrad", True), ("adam", True), ("adamw", True),
+                                             ("rmsprop", None), ("adadelta", None)])
+def test_fused_kernel_where_torch_has_one(name: str, fused: bool | None) -> None:
+    opt = build_optimizer(name, nn.Linear(4, 2).parameters(), lr=0.1)
+    assert opt.defaults.get("fused") is fused
+    meta = build_optimizer(name, nn.Linear(4, 2, device="meta").parameters(), lr=0.1)
+    assert not meta.defaults.get("fused")  # no kernel for that device: the plain implementation
+
+
+def test_fused_adam_takes_the_same_steps_as_the_loop_implementation() -> None:
+    torch.manual_seed(0)
+    a, b = nn.Linear(8, 3), nn.Linear(8, 3)
+    b.load_state_dict(a.state_dict())
+    fused, looped = build_optimizer("adam", a.parameters(), lr=0.01), torch.optim.Adam(b.parameters(), lr=0.01)
+    x = torch.randn(16, 8)
+    for _ in range(5):
+        for model, opt in ((a, fused), (b, looped)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    torch.testing.assert_close(a.weight, b.weight, rtol=1e-5, atol=1e-6)
