@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,16 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
         [sys.executable, "-m", "lit_nn", *args],
         cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+def as_foreground_job() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT, as a terminal's Ctrl-C would.
+
+    A shell starts background jobs (``make test &``, ``nohup``, some CI runners) with SIGINT
+    ignored, children inherit that, and Python then keeps ignoring it instead of raising
+    KeyboardInterrupt. A terminal's foreground job has the default disposition: restore it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def assert_clean_error(result, *fragments: str) -> None:

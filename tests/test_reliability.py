@@ -18,7 +18,7 @@ from lit_nn.errors import UserError
 from lit_nn.models import CNN, MLP
 
 from conftest import runs_of
-from helpers import REPO, run_cli, run_main
+from helpers import REPO, as_foreground_job, run_cli, run_main
 
 QUIET = ["--trainer.enable_progress_bar", "false"]
 
@@ -154,7 +154,8 @@ def test_ctrl_c_marks_the_run_killed(client, tracking_store):
     db = Path(tracking_store.removeprefix("sqlite:///"))
     proc = subprocess.Popen([sys.executable, "-m", "lit_nn", "fit", "-c", "experiments/mnist_mlp.yaml",
                              "--experiment", "interrupted", "--trainer.max_epochs", "50", *QUIET],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_foreground_job)
     deadline = time.time() + 300
     while _val_rows(db) < 1:
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.poll() else ""

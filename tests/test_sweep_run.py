@@ -24,7 +24,7 @@ import yaml
 
 from lit_nn.runs import process_alive
 
-from helpers import REPO, Result
+from helpers import REPO, Result, as_foreground_job
 
 TINY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
         "--trainer.limit_test_batches", "1", "--log_checkpoint", "false"]
@@ -327,7 +327,7 @@ def test_ctrl_c_stops_the_running_point_as_killed_and_a_rerun_finishes(tmp_path)
             "--log_checkpoint", "false"]
     # its own process group, like a terminal's foreground job: Ctrl-C reaches the sweep and its workers
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_foreground_job)
     try:
         (running,) = _wait_for(lambda: [r for r in _runs_or_empty(store, "killme") if r.info.status == "RUNNING"],
                                400, "a running point")
