@@ -205,9 +205,10 @@ def test_fit_cli_bad_corpus_is_a_clean_error(tmp_path: Path, capsys) -> None:
     assert_clean_error(result, "missing.txt", "not found")
 
 
-def test_shakespeare_config_runs(capsys) -> None:
+@pytest.mark.parametrize("config", ["shakespeare_char.yaml", "shakespeare_char_long.yaml"])
+def test_shakespeare_config_runs(capsys, config: str) -> None:
     path = shared_data("tinyshakespeare", "input.txt")
-    result = run_main(capsys, "fit", "-c", str(REPO / "experiments/shakespeare_char.yaml"), "--data.path", str(path),
+    result = run_main(capsys, "fit", "-c", str(REPO / "experiments" / config), "--data.path", str(path),
                       "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
