@@ -84,3 +84,17 @@ def test_make_bench_quick_end_to_end(tmp_path: Path) -> None:
     mlflow_cost = [c for c in training["comparisons"] if c["label"].startswith("MLflow logging (per-epoch")]
     assert mlflow_cost and math.isfinite(mlflow_cost[0]["value"])
     assert training["variants"]["cnn_val_mlflow"]["epoch_s"] > 0
+
+
+def test_char_rnn_throughput_falls_back_to_the_embedded_corpus(tmp_path: Path) -> None:
+    """``make bench`` on a clone without ../shared still measures chars/s (on pydoc_data.topics)."""
+    from benchmarks import bench_char_rnn
+
+    result = bench_char_rnn.run(text=tmp_path / "absent.txt", steps=2, reps=1, skip_quality=True,
+                                overrides=["model.init_args.hidden=32", "data.init_args.batch_size=4"])
+    tp = result["throughput"]
+    assert "embedded corpus" in result["text"]
+    assert _positive(tp["plain_chars_per_s"]) and _positive(tp["lightning_chars_per_s"])
+    assert tp["chars_per_step"] == 4 * 64  # batch × seq_len: the overrides reached the batches
+    with pytest.raises(SystemExit, match="absent.txt not found"):  # the quality curve needs the real text
+        bench_char_rnn.run(text=tmp_path / "absent.txt", skip_throughput=True)
