@@ -12,7 +12,6 @@ import functools
 import gzip
 import importlib.util
 import io
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lit_nn.data.idx import read_idx
 from lit_nn.data.loaders import TensorBatches
+from lit_nn.data.network import socket_timeout
 from lit_nn.errors import UserError, check_positive, unknown_choice
 
 
@@ -154,18 +154,15 @@ class ImageDataModule(L.LightningDataModule):
         from torchvision import datasets
 
         cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[self.hparams.dataset]
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(10)  # fail fast offline instead of hanging on each mirror
         try:
-            cls(self.hparams.root, train=True, download=True)
-            cls(self.hparams.root, train=False, download=True)
+            with socket_timeout():
+                cls(self.hparams.root, train=True, download=True)
+                cls(self.hparams.root, train=False, download=True)
         except Exception as err:  # noqa: BLE001 - any network failure means the same to the user
             raise UserError(
                 f"downloading {self.spec.title} into {self.hparams.root} failed ({type(err).__name__}: "
                 f"{err}); copy the IDX files there by hand or run without --data.download"
             ) from None
-        finally:
-            socket.setdefaulttimeout(previous)
         return Path(self.hparams.root) / self.spec.folder / "raw"
 
     def _load_split(self, split: str) -> tuple[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -14,7 +14,6 @@ Validation uses contiguous non-overlapping windows from the start of the validat
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_nn.data.loaders import EpochShuffle, _rank_and_world
+from lit_nn.data.network import DOWNLOAD_TIMEOUT_S, socket_timeout
 from lit_nn.errors import UserError, check_positive, unknown_choice
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -102,14 +102,13 @@ def pydoc_topics_text() -> str:
     return "\n\n".join(topics[key].strip("\n") for key in sorted(topics)) + "\n"
 
 
-def download_tinyshakespeare(target: Path, url: str = TINYSHAKESPEARE_URL, timeout: float = 10) -> None:
+def download_tinyshakespeare(target: Path, url: str = TINYSHAKESPEARE_URL,
+                             timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
     """Fetch tiny-shakespeare into ``target`` (atomically); any failure is one UserError."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)  # fail fast offline instead of hanging
     try:
-        with urllib.request.urlopen(url) as response:  # noqa: S310 - fixed https URL
+        with socket_timeout(timeout), urllib.request.urlopen(url) as response:  # noqa: S310 - fixed https URL
             partial.write_bytes(response.read())
         partial.replace(target)
     except Exception as err:  # noqa: BLE001 - any network failure means the same to the user
@@ -118,8 +117,6 @@ def download_tinyshakespeare(target: Path, url: str = TINYSHAKESPEARE_URL, timeo
             f"downloading tiny-shakespeare from {url} into {target} failed ({type(err).__name__}: {err}); "
             "copy input.txt there by hand, pass --data.path FILE, or run without --data.download"
         ) from None
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def _label_of(path: str) -> str:

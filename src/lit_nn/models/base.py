@@ -17,10 +17,11 @@ class DivergedError(UserError):
 
 
 class LitModel(L.LightningModule):
-    """Base for every lit-nn model: one place for the optimizer and the divergence check.
+    """Base for every lit-nn model: the optimizer, the divergence check and the training loss.
 
-    Subclasses build their network in ``__init__`` and implement ``forward`` and
-    ``_shared_step``; metrics are logged per epoch only (no per-step logger traffic).
+    Subclasses build their network in ``__init__`` and implement ``forward`` and the steps;
+    a ``training_step`` hands its loss to ``accumulate_train_loss``, which is logged once per
+    epoch as ``train_loss`` (no per-step logger traffic).
     """
 
     kind = "model"
@@ -35,12 +36,30 @@ class LitModel(L.LightningModule):
     ) -> None:
         super().__init__()
         check_optimizer_args(optimizer, lr, weight_decay, momentum)
+        # the epoch's summed training loss and its weight (a buffer: it follows the device)
+        self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
+        self._train_seen = 0
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
         return build_optimizer(
             hp.optimizer, self.parameters(), hp.lr, hp.weight_decay, hp.momentum, hp.nesterov
         )
+
+    # Per step only accumulate: each self.log call costs Lightning ~0.1-1 ms of bookkeeping.
+    def accumulate_train_loss(self, loss: torch.Tensor, weight: int) -> None:
+        """Add a step's mean loss, weighted by how many items it averaged; logged once per epoch."""
+        self._train_loss_sum += loss.detach() * weight
+        self._train_seen += weight
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss_sum.zero_()
+        self._train_seen = 0
+
+    def on_train_epoch_end(self) -> None:
+        # the same value as self.log(on_epoch=True) every step: the weighted mean loss, averaged
+        # over ranks (the loaders give every rank an equal shard)
+        self.log("train_loss", self._train_loss_sum / max(self._train_seen, 1), prog_bar=True, sync_dist=True)
 
     def check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """Stop at the first NaN/inf loss instead of training on garbage for the rest of the run."""
@@ -80,9 +99,6 @@ class Classifier(LitModel):
         self.val_acc = metric(num_classes, average="micro")
         self.test_acc = metric(num_classes, average="micro")
         self.test_confusion = torchmetrics.classification.MulticlassConfusionMatrix(num_classes)
-        # the epoch's summed training loss and sample count (a buffer: it follows the device)
-        self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
-        self._train_seen = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -91,28 +107,19 @@ class Classifier(LitModel):
         """The loss minimized in training (validation always reports cross-entropy)."""
         return F.cross_entropy(logits, targets)
 
-    def on_train_epoch_start(self) -> None:
-        self._train_loss_sum.zero_()
-        self._train_seen = 0
-
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        # Per step only accumulate: each self.log call costs Lightning ~0.1-1 ms of bookkeeping and
-        # calling the Metric runs its forward (a batch accuracy besides the accumulation).
+        # update(), not calling the Metric: its forward would also compute a batch accuracy
         x, y = batch
         logits = self(x)
         loss = self.training_loss(logits, y)
         self.check_finite(loss, batch_idx)
         self.train_acc.update(logits.detach(), y)
-        self._train_loss_sum += loss.detach() * len(y)
-        self._train_seen += len(y)
+        self.accumulate_train_loss(loss, len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        # the same per-epoch values as self.log(on_epoch=True) every step: the batch-size-weighted
-        # mean loss (averaged over ranks; TensorBatches gives every rank an equal shard) and the
-        # accuracy, which Lightning computes, syncs across ranks and resets
-        self.log("train_loss", self._train_loss_sum / max(self._train_seen, 1), prog_bar=True, sync_dist=True)
-        self.log("train_acc", self.train_acc)
+        super().on_train_epoch_end()
+        self.log("train_acc", self.train_acc)  # Lightning computes, syncs across ranks and resets it
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch

@@ -132,7 +132,7 @@ class CharRNN(LitModel):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
         self.check_finite(loss, batch_idx)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.accumulate_train_loss(loss, batch[1].numel())
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
