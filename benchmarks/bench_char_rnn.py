@@ -40,7 +40,7 @@ import yaml
 
 from lit_nn.data.text import TextDataModule, TextWindows
 from lit_nn.models import CharRNN
-from lit_nn.optim import build_optimizer
+from lit_nn.models.optimizers import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "experiments" / "shakespeare_char.yaml"

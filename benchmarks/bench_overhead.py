@@ -14,7 +14,7 @@ changing one thing:
 * ``nocheck`` — without the per-step finite-loss check, to price it;
 * ``unfused`` / ``plain_unfused`` — the optimizer built with ``fused=False``: torch's
   Python loop over the parameter tensors instead of the fused kernel lit-nn uses
-  (``lit_nn.optim``), to price that choice in both loops;
+  (``lit_nn.models.optimizers``), to price that choice in both loops;
 * ``bare`` — a ``training_step`` with no metrics and no checks: Lightning's loop alone, the
   floor for any LightningModule;
 * ``plain`` — the hand-written loop of :mod:`benchmarks.bench_training`.
@@ -100,7 +100,7 @@ def with_mixins(model: L.LightningModule, mixins: tuple[type, ...]) -> L.Lightni
 def bar_callback(kind: str) -> L.Callback | None:
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from lit_nn.progress import ProgressBar
+    from lit_nn.cli.progress import ProgressBar
 
     if kind == "litnn":
         return ProgressBar(console_kwargs=terminal_console())

@@ -64,7 +64,7 @@ def make_train(env: dict[str, str], quick: bool) -> dict[str, Any]:
     """Run ``lit-nn fit -c experiments/mnist_cnn.yaml`` and split its wall time by MLflow's timestamps."""
     from mlflow.tracking import MlflowClient
 
-    from lit_nn.tracking import ensure_experiment
+    from lit_nn.tracking.store import ensure_experiment
 
     # a user's first run creates the SQLite schema once; time that apart, then measure a later run
     schema_start = time.perf_counter()

@@ -109,7 +109,7 @@ def trainer_fit(model: L.LightningModule, datamodule: L.LightningDataModule, epo
     ``progress_bar``: True for lit-nn's bar, False for none, or another progress-bar callback.
     """
     from lit_nn.cli import TRAINER_DEFAULTS
-    from lit_nn.progress import ProgressBar
+    from lit_nn.cli.progress import ProgressBar
 
     timer = EpochTimer()
     cbs: list[L.Callback] = [timer, *(callbacks or [])]
@@ -184,7 +184,7 @@ def tutorial_optimizer(model: L.LightningModule) -> torch.optim.Optimizer:
 
     (The plain loop instead uses ``model.configure_optimizers()``, exactly lit-nn's optimizer.)
     """
-    from lit_nn.optim import OPTIMIZERS
+    from lit_nn.models.optimizers import OPTIMIZERS
 
     hp = model.hparams
     return OPTIMIZERS[hp.optimizer](model.parameters(), lr=hp.lr)
@@ -256,9 +256,9 @@ class Bench:
     def mlflow_callbacks(self, v: Variant) -> tuple[Any, list[L.Callback]]:
         import yaml
 
-        from lit_nn.callbacks import RunRecorder
+        from lit_nn.tracking.callbacks import RunRecorder
         from lit_nn.cli import flatten_config
-        from lit_nn.tracking import MLflowTracker
+        from lit_nn.tracking.store import MLflowTracker
 
         config = self.experiments[v.model].config
         tracker = MLflowTracker("bench-mlflow", run_name=v.name, tracking_uri=self.tracking_uri)
@@ -287,7 +287,7 @@ def run(quick: bool = False, rounds: int | None = None, epochs: int | None = Non
     ``only`` restricts the variants by name; ``n_train`` cuts the training set (quick: 256);
     ``warmup`` runs each variant once, untimed, first.
     """
-    from lit_nn.tracking import ensure_experiment
+    from lit_nn.tracking.store import ensure_experiment
 
     quiet_lightning()
     rounds = rounds or (2 if quick else 3)

@@ -15,15 +15,15 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_nn.core.errors import UserError, check_positive, unknown_choice
+from lit_nn.data.datamodule import LitDataModule
 from lit_nn.data.idx import read_idx
 from lit_nn.data.loaders import TensorBatches
 from lit_nn.data.network import socket_timeout
-from lit_nn.errors import UserError, check_positive, unknown_choice
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def stratified_split(
     return [torch.cat(p).sort().values for p in parts]
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(LitDataModule):
     """MNIST or Fashion-MNIST from the first source that works.
 
     Search order: IDX files under ``root`` (torchvision's ``root/MNIST/raw/`` layout, or a
@@ -141,9 +141,12 @@ class ImageDataModule(L.LightningDataModule):
         check_positive("data.val_size", val_size)
         self.save_hyperparameters()
         self.spec = DATASETS[dataset]
-        self.num_classes = len(self.spec.classes)
-        self.source: str | None = None
+        self.classes = self.spec.classes
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def dataset_name(self) -> str:
+        return self.hparams.dataset
 
     # -- finding the data -------------------------------------------------------------
     def _local_folders(self) -> list[Path]:

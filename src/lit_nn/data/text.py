@@ -18,14 +18,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_nn.core.errors import UserError, check_positive, unknown_choice
+from lit_nn.data.datamodule import LitDataModule
 from lit_nn.data.loaders import EpochShuffle, _rank_and_world
 from lit_nn.data.network import DOWNLOAD_TIMEOUT_S, socket_timeout
-from lit_nn.errors import UserError, check_positive, unknown_choice
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 CORPORA = ("auto", "tinyshakespeare", "pydoc_topics")
@@ -173,7 +173,7 @@ class TextWindows:
 
 
 # -- the DataModule --------------------------------------------------------------------
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(LitDataModule):
     """A character-level corpus, split contiguously into train and validation text.
 
     Sources, first that works: ``path`` (any UTF-8 text file); tiny-shakespeare from
@@ -229,10 +229,13 @@ class TextDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         if corpus == "auto":
             self.hparams.corpus = _label_of(path) if path is not None else self._auto_corpus()
-        self.source: str | None = None
         self.vocab: str = ""
         self.train_ids = torch.empty(0, dtype=torch.long)
         self.val_ids = torch.empty(0, dtype=torch.long)
+
+    @property
+    def dataset_name(self) -> str:
+        return self.hparams.corpus
 
     @property
     def val_seq_len(self) -> int:

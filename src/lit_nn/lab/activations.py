@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_nn.errors import check_positive
-from lit_nn.figures import plt
+from lit_nn.core.errors import check_positive
 from lit_nn.lab.plotting import log_axis
-from lit_nn.lab.run import lab_run
-from lit_nn.lab.text import table
+from lit_nn.lab.recording import lab_run
+from lit_nn.lab.tables import table
+from lit_nn.tracking.figures import plt
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 LEAKY_SLOPE = 0.01  # torch's default negative_slope
@@ -169,6 +169,12 @@ def summary(table_rows: dict[str, dict], stds: dict[tuple[str, str], list[float]
 
 def run(samples: int = 1000, units: int = 100, layers: int = 5, seed: int = 0) -> dict:
     """Tabulate and draw the activations, then run the layer-histogram experiment; one MLflow run.
+
+    Args:
+        samples: random inputs pushed through the layers.
+        units: units per layer.
+        layers: layers whose activations are histogrammed.
+        seed: seeds the inputs and weights.
 
     Returns ``{"properties": {name: {...}}, "stds": {(activation, init): [std per layer]}, "summary", "run_id"}``.
     """

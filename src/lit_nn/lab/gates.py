@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_nn.errors import check_positive
-from lit_nn.figures import plt
-from lit_nn.lab.run import lab_run
-from lit_nn.lab.text import table
+from lit_nn.core.errors import check_positive
+from lit_nn.lab.recording import lab_run
+from lit_nn.lab.tables import table
+from lit_nn.tracking.figures import plt
 
 INPUTS = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 GATES: dict[str, tuple[int, int, int, int]] = {
@@ -114,6 +114,12 @@ def summary(results: dict) -> str:
 
 def run(epochs: int = 500, lr: float = 1.0, hidden: int = 4, seed: int = 0) -> dict:
     """Train a perceptron on AND, OR, NAND, XOR and a two-layer net on XOR; one MLflow run.
+
+    Args:
+        epochs: full-batch gradient-descent steps per gate.
+        lr: learning rate of the gradient descent.
+        hidden: hidden tanh units of the two-layer XOR net.
+        seed: seeds the initial weights.
 
     Returns ``{"models": {name: {"outputs", "targets", "accuracy", "final_loss"}}, "summary", "run_id"}``.
     """

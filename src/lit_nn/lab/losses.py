@@ -23,14 +23,14 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from lit_nn.core.errors import check_positive
+from lit_nn.core.names import Metric, Tag
 from lit_nn.data.images import ImageDataModule
-from lit_nn.errors import check_positive
-from lit_nn.figures import plt
-from lit_nn.lab.run import lab_run
-from lit_nn.lab.text import sci, table
+from lit_nn.lab.recording import lab_run
+from lit_nn.lab.tables import sci, table
 from lit_nn.models import MLP
-from lit_nn.optim import check_optimizer_args
-from lit_nn.torch_env import skip_failing_nvml_probe
+from lit_nn.models.optimizers import check_optimizer_args
+from lit_nn.tracking.figures import plt
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -167,7 +167,7 @@ class EpochHistory(L.Callback):
     the last one when training ends.
     """
 
-    KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
+    KEYS = (Metric.TRAIN_LOSS, Metric.TRAIN_ACC, Metric.VAL_LOSS, Metric.VAL_ACC)
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
@@ -200,7 +200,6 @@ def train_both(epochs: int = 5, optimizer: str = "sgd", lr: float = 0.1, hidden:
                batch_size: int = 64, seed: int = 0, data_root: str = "data",
                max_batches: int | None = None) -> tuple[dict[str, list[dict[str, float]]], str]:
     """Fit the MLP with each loss from the same initial weights; returns (history per loss, data source)."""
-    skip_failing_nvml_probe()  # as lit-nn fit does: no failed NVML load on every optimizer step
     data = ImageDataModule("mnist", root=data_root, batch_size=batch_size, seed=seed)
     histories = {}
     for name, cls in (("cross_entropy", MLP), ("squared_error", SquaredErrorMLP)):
@@ -247,6 +246,16 @@ def run(epochs: int = 5, optimizer: str = "sgd", lr: float = 0.1, hidden: int = 
         seed: int = 0, data_root: str = "data", max_batches: int | None = None) -> dict:
     """Draw and check the losses, then train softmax+CE vs squared error; one MLflow run.
 
+    Args:
+        epochs: training epochs for each of the two losses.
+        optimizer: sgd, adagrad, rmsprop, adadelta, adam or adamw (sgd shows the difference best).
+        lr: learning rate.
+        hidden: sigmoid units of the MLP's hidden layer.
+        batch_size: training batch size.
+        seed: seeds the weights (same start for both losses) and the shuffle.
+        data_root: folder searched for MNIST IDX files; without them the embedded 5,000-image sample is used.
+        max_batches: cap on training batches per epoch (full MNIST is 860 batches; default: all).
+
     Returns ``{"gaps": {loss: max abs diff}, "histories": {loss: [per-epoch metrics]}, "summary", "run_id"}``.
     """
     check_positive("epochs", epochs)
@@ -263,7 +272,7 @@ def run(epochs: int = 5, optimizer: str = "sgd", lr: float = 0.1, hidden: int = 
         rec.log_metrics({f"{name}.formula_gap": gap for name, gap in gaps.items()})
         rec.log_figure(curves_figure(), "loss_curves.png")
         histories, source = train_both(epochs, optimizer, lr, hidden, batch_size, seed, data_root, max_batches)
-        rec.set_tags({"data_source": source})
+        rec.set_tags({Tag.DATA_SOURCE: source})
         rec.log_history({f"{name}.{key}": [(e + 1, row[key]) for e, row in enumerate(rows) if key in row]
                          for name, rows in histories.items() for key in EpochHistory.KEYS})
         title = f"same MLP ({hidden} sigmoid units), {optimizer} lr {lr:g}: softmax+CE vs squared error"

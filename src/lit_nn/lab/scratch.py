@@ -16,13 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lit_nn.core.errors import UserError, check_fraction, check_positive
 from lit_nn.data.images import embedded_mnist_sample, stratified_split
-from lit_nn.errors import UserError, check_fraction, check_positive
-from lit_nn.figures import plt
 from lit_nn.lab.plotting import log_axis
-from lit_nn.lab.run import lab_run
-from lit_nn.lab.text import sci, table
+from lit_nn.lab.recording import lab_run
+from lit_nn.lab.tables import sci, table
 from lit_nn.lab.twolayer import PARAMS, TwoLayerNet
+from lit_nn.tracking.figures import plt
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -160,6 +160,17 @@ def summary(check: dict, timing: dict, history: list[dict], check_size: tuple[in
 def run(epochs: int = 10, hidden: int = 50, batch_size: int = 100, lr: float = 1.0, weight_init_std: float = 0.1,
         check_hidden: int = 10, check_batch: int = 20, test_fraction: float = 0.2, seed: int = 0) -> dict:
     """Gradient check, timing and training of the NumPy TwoLayerNet; one MLflow run.
+
+    Args:
+        epochs: training epochs.
+        hidden: hidden sigmoid units of the trained net.
+        batch_size: mini-batch size.
+        lr: SGD learning rate.
+        weight_init_std: std of the initial weights.
+        check_hidden: hidden units of the net used for the gradient check and timing (numerical is slow).
+        check_batch: images in the gradient-check and timing batch.
+        test_fraction: share of the MNIST sample held out as test.
+        seed: seeds the split, the weights and the shuffle.
 
     Returns ``{"check": {param: diffs}, "timing", "history": [per epoch], "summary", "run_id"}``.
     """

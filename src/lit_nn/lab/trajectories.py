@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lit_nn.errors import UserError, check_positive, unknown_choice
-from lit_nn.figures import plt
+from lit_nn.core.errors import UserError, check_positive, unknown_choice
 from lit_nn.lab.plotting import log_axis
-from lit_nn.lab.run import lab_run
-from lit_nn.lab.text import sci, table
-from lit_nn.optim import build_optimizer
+from lit_nn.lab.recording import lab_run
+from lit_nn.lab.tables import sci, table
+from lit_nn.models.optimizers import build_optimizer
+from lit_nn.tracking.figures import plt
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ SURFACES: dict[str, Surface] = {
     "round": Surface("round bowl", "x² + y²", lambda x, y: x**2 + y**2, (1.0, 1.5)),
     "stretched": Surface("stretched bowl", "x²/20 + y²", lambda x, y: x**2 / 20 + y**2, (-7.0, 2.0)),
 }
-# optimizer label -> (lit_nn.optim name, extra settings); AdamW gets torch's default decay,
+# optimizer label -> (lit_nn.models.optimizers name, extra settings); AdamW gets torch's default decay,
 # otherwise it is exactly Adam here (build_optimizer passes weight_decay=0 by default).
 OPTIMIZER_SETTINGS: dict[str, tuple[str, dict[str, float]]] = {
     "sgd": ("sgd", {}),
@@ -171,6 +171,14 @@ def run(
     tol: float = 1e-3,
 ) -> dict:
     """Run every optimizer on every function; log paths, metrics and figures in one MLflow run.
+
+    Args:
+        functions: surfaces: round (x^2 + y^2, start 1.0 1.5) and/or stretched (x^2/20 + y^2, start -7 2).
+        optimizers: torch.optim optimizers to compare (momentum is SGD with momentum 0.9).
+        steps: optimizer steps.
+        lr: learning rate, the same for every optimizer.
+        start: start point (x, y) for every chosen function (default: each function's own).
+        tol: distance to the minimum that counts as arrived.
 
     Returns ``{"results": {function: {optimizer: metrics + "path"}}, "summary", "run_id"}``.
     """

@@ -1,6 +1,16 @@
-"""The shared LightningModule base: optimizer by name, finite-loss guard, per-epoch metrics."""
+"""The shared LightningModule base: the contract every lit-nn model offers the CLI and callbacks.
+
+What every model *takes* (the optimizer settings) is declared once, in :class:`LitModel`'s
+signature; subclasses pass ``**optim_args`` through and jsonargparse follows them, so
+LightningCLI still shows every option in ``--help`` and ``--print_config``. What every model
+*offers* (``kind``, ``monitor``, ``tag_keys``, ``num_parameters``, ``confusion_matrix``,
+``sample_text``) is declared here with its type, so the tracking callbacks read attributes,
+never guess with ``getattr`` defaults.
+"""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
@@ -8,12 +18,16 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-from lit_nn.errors import UserError
-from lit_nn.optim import build_optimizer, check_optimizer_args
+from lit_nn.core.errors import UserError
+from lit_nn.core.names import Metric, Tag
+from lit_nn.models.optimizers import build_optimizer, check_optimizer_args
 
 
 class DivergedError(UserError):
     """The training loss became NaN or infinite; the run is marked FAILED with this reason."""
+
+
+Monitor = tuple[str, Literal["min", "max"]]
 
 
 class LitModel(L.LightningModule):
@@ -22,9 +36,26 @@ class LitModel(L.LightningModule):
     Subclasses build their network in ``__init__`` and implement ``forward`` and the steps;
     a ``training_step`` hands its loss to ``accumulate_train_loss``, which is logged once per
     epoch as ``train_loss`` (no per-step logger traffic).
+
+    Args:
+        optimizer: sgd, adagrad, rmsprop, adadelta, adam or adamw (``torch.optim``, by name).
+        lr: learning rate (the peak one when a schedule is set).
+        weight_decay: weight decay of the optimizer.
+        momentum: momentum of sgd and rmsprop.
+        nesterov: Nesterov momentum (sgd with momentum > 0).
+
+    Attributes:
+        kind: the model's short name (``mlp``, ``cnn``, ``char_rnn``): the ``model`` tag and the
+            first part of the default run name. Every concrete model declares its own.
+        monitor: the validation metric ``best.ckpt`` is chosen by, and whether lower or higher is better.
+        tag_keys: hyperparameters recorded as MLflow tags, to group and filter runs by in the UI.
+        confusion_matrix: counts of (true, predicted) class after ``test`` (classifiers), else None.
+        sample_text: the text generated after the latest validation (language models), else None.
     """
 
-    kind = "model"
+    kind: ClassVar[str]
+    monitor: ClassVar[Monitor] = (Metric.VAL_ACC, "max")
+    tag_keys: ClassVar[tuple[str, ...]] = ("optimizer",)
 
     def __init__(
         self,
@@ -35,7 +66,13 @@ class LitModel(L.LightningModule):
         nesterov: bool = False,
     ) -> None:
         super().__init__()
+        if not any("kind" in vars(klass) for klass in type(self).__mro__):
+            raise TypeError(f"{type(self).__name__} must declare `kind` (its short name, e.g. 'mlp')")
         check_optimizer_args(optimizer, lr, weight_decay, momentum)
+        # every __init__ up the subclass chain is collected: the subclass's arguments and these
+        self.save_hyperparameters()
+        self.confusion_matrix: torch.Tensor | None = None
+        self.sample_text: str | None = None
         # the epoch's summed training loss and its weight (a buffer: it follows the device)
         self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
         self._train_seen = 0
@@ -59,7 +96,7 @@ class LitModel(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         # the same value as self.log(on_epoch=True) every step: the weighted mean loss, averaged
         # over ranks (the loaders give every rank an equal shard)
-        self.log("train_loss", self._train_loss_sum / max(self._train_seen, 1), prog_bar=True, sync_dist=True)
+        self.log(Metric.TRAIN_LOSS, self._train_loss_sum / max(self._train_seen, 1), prog_bar=True, sync_dist=True)
 
     def check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """Stop at the first NaN/inf loss instead of training on garbage for the rest of the run."""
@@ -85,13 +122,19 @@ class LitModel(L.LightningModule):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def run_tags(self) -> dict[str, str]:
+        """The MLflow tags that describe this model: its kind and its ``tag_keys`` hyperparameters."""
+        return {Tag.MODEL: self.kind, **{key: str(self.hparams[key]) for key in self.tag_keys if key in self.hparams}}
+
 
 class Classifier(LitModel):
-    """Cross-entropy classification with torchmetrics accuracy on train/val/test."""
+    """Cross-entropy classification with torchmetrics accuracy on train/val/test.
 
-    kind = "classifier"
+    Args:
+        num_classes: number of output classes.
+    """
 
-    def __init__(self, num_classes: int = 10, **optim_args) -> None:
+    def __init__(self, num_classes: int = 10, **optim_args: Any) -> None:
         super().__init__(**optim_args)
         self.net: nn.Module
         metric = torchmetrics.classification.MulticlassAccuracy
@@ -119,28 +162,28 @@ class Classifier(LitModel):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        self.log("train_acc", self.train_acc)  # Lightning computes, syncs across ranks and resets it
+        self.log(Metric.TRAIN_ACC, self.train_acc)  # Lightning computes, syncs across ranks and resets it
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], accuracy: torchmetrics.Metric,
+                  loss_key: str, acc_key: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        acc = getattr(self, f"{stage}_acc")
-        acc(logits, y)
+        accuracy(logits, y)
         # sync_dist averages the loss over ranks under DDP; the accuracy syncs itself
-        self.log(f"{stage}_loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
-        self.log(f"{stage}_acc", acc, on_epoch=True, prog_bar=True)
+        self.log(loss_key, F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
+        self.log(acc_key, accuracy, on_epoch=True, prog_bar=True)
         return logits
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        self._evaluate(batch, self.val_acc, Metric.VAL_LOSS, Metric.VAL_ACC)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        logits = self._evaluate(batch, "test")
+        logits = self._evaluate(batch, self.test_acc, Metric.TEST_LOSS, Metric.TEST_ACC)
         self.test_confusion.update(logits, batch[1])
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
-        self.confusion_matrix: torch.Tensor | None = None
+        self.confusion_matrix = None
 
     def on_test_epoch_end(self) -> None:
         # compute() is a collective under DDP: every rank must call it, not only the logging rank

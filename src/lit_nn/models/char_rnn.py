@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-from lit_nn.data.text import encode
-from lit_nn.errors import UserError, check_fraction, check_positive, unknown_choice
+from lit_nn.core.errors import UserError, check_fraction, check_positive, unknown_choice
+from lit_nn.core.names import Metric
+from lit_nn.core.signatures import init_arg_names
+from lit_nn.data.text import TextDataModule, encode
 from lit_nn.models.base import LitModel
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -40,15 +43,13 @@ class CharRNN(LitModel):
         lr_schedule: constant, or cosine decay to lr/10 over the run (needs max_steps or max_epochs).
         warmup_steps: linear learning-rate warm-up steps before the schedule.
         sample_length: characters of the text sample logged to MLflow after each validation (0: none).
-        optimizer: sgd, adagrad, rmsprop, adadelta, adam or adamw (see ``lit_nn.optim``).
-        lr: learning rate (the peak one when a schedule is set).
-        weight_decay: weight decay of the optimizer.
-        momentum: momentum of sgd and rmsprop.
-        nesterov: Nesterov momentum (sgd with momentum > 0).
+        lr: learning rate (the peak one when a schedule is set); 2e-3 suits small LSTMs with Adam.
+        **optim_args: optimizer, weight_decay, momentum, nesterov (see :class:`LitModel`).
     """
 
     kind = "char_rnn"
-    monitor = ("val_loss", "min")  # for lit-nn's checkpoint callback: lower is better
+    monitor = (Metric.VAL_LOSS, "min")  # lower is better
+    tag_keys = ("optimizer", "cell", "hidden", "num_layers")
 
     def __init__(
         self,
@@ -61,14 +62,10 @@ class CharRNN(LitModel):
         lr_schedule: str = "constant",
         warmup_steps: int = 0,
         sample_length: int = 300,
-        optimizer: str = "adam",
         lr: float = 2e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        nesterov: bool = False,
+        **optim_args: Any,
     ) -> None:
-        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
-                         nesterov=nesterov)
+        super().__init__(lr=lr, **optim_args)
         if cell not in CELLS:
             raise unknown_choice("cell", cell, CELLS)
         if lr_schedule not in SCHEDULES:
@@ -78,7 +75,6 @@ class CharRNN(LitModel):
         check_positive("model.warmup_steps", warmup_steps, allow_zero=True)
         check_positive("model.sample_length", sample_length, allow_zero=True)
         check_fraction("model.dropout", dropout)
-        self.save_hyperparameters()
         self.val_nll = torchmetrics.MeanMetric()  # mean nats/char over all validation characters
         self.embed: nn.Embedding | None = None
         self.rnn: nn.RNNBase | None = None
@@ -102,8 +98,8 @@ class CharRNN(LitModel):
         return self.hparams.vocab or ""
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        data_vocab = getattr(datamodule, "vocab", None)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        data_vocab = datamodule.vocab if isinstance(datamodule, TextDataModule) else None
         if self.head is None:
             if not data_vocab:
                 raise UserError("CharRNN needs a vocabulary: train it with a text DataModule "
@@ -142,26 +138,34 @@ class CharRNN(LitModel):
         nll = self.val_nll.compute()  # synced over DDP ranks by torchmetrics
         self.val_nll.reset()
         # sync_dist: the values are already global; it keeps Lightning's epoch-level DDP check quiet
-        self.log("val_loss", nll, prog_bar=True, sync_dist=True)
-        self.log("val_bpc", nll / math.log(2), sync_dist=True)
-        self.log("val_ppl", nll.exp(), sync_dist=True)
-        if not self.trainer.sanity_checking and self.hparams.sample_length and self.trainer.is_global_zero:
-            self._log_sample()
+        self.log(Metric.VAL_LOSS, nll, prog_bar=True, sync_dist=True)
+        self.log(Metric.VAL_BPC, nll / math.log(2), sync_dist=True)
+        self.log(Metric.VAL_PPL, nll.exp(), sync_dist=True)
+        self.sample_text = None
+        recorded = self.logger is not None and self.trainer.is_global_zero
+        if recorded and not self.trainer.sanity_checking and self.hparams.sample_length:
+            self.sample_text = self._epoch_sample()
 
-    def _log_sample(self) -> None:
-        from lit_nn.tracking import MLflowTracker
-
-        if not isinstance(self.logger, MLflowTracker):
-            return
+    def _epoch_sample(self) -> str:
+        """The text the run records after a validation (the tracking callback stores it)."""
         prime = "\n" if "\n" in self.vocab else self.vocab[0]
         gen = torch.Generator().manual_seed(0)  # the same draw every epoch: only the model changes
-        text = prime + "".join(self.sample(prime, self.hparams.sample_length, 0.8, 40, gen))
-        name = f"epoch_{self.current_epoch:03d}"
-        if self.trainer.state.fn != "fit":  # `lit-nn validate`
-            name = "validate"
-        elif not self.trainer.is_last_batch:  # validation inside an epoch (val_check_interval)
-            name += f"_step_{self.global_step:07d}"
-        self.logger.log_text(text, f"samples/{name}.txt")
+        return prime + "".join(self.sample(prime, self.hparams.sample_length, 0.8, 40, gen))
+
+    @classmethod
+    def from_checkpoint_dict(cls, checkpoint: dict[str, Any], path: str) -> CharRNN:
+        """Rebuild a char-RNN from a checkpoint read with ``weights_only=True`` (no code from the file runs)."""
+        hparams = checkpoint.get("hyper_parameters")
+        if not isinstance(hparams, dict) or not hparams.get("vocab"):
+            raise UserError(f"{path} is not a char-RNN checkpoint (it has no vocabulary); train one with "
+                            "`lit-nn fit -c experiments/char_rnn.yaml`")
+        accepted = set(init_arg_names(cls))
+        model = cls(**{k: v for k, v in hparams.items() if k in accepted})
+        try:
+            model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as err:
+            raise UserError(f"checkpoint {path} does not match its own hyperparameters: {str(err)[:300]}") from None
+        return model.eval()
 
     # -- optimizer and schedule -------------------------------------------------------
     def configure_optimizers(self):

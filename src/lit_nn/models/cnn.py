@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
-from lit_nn.errors import UserError, check_fraction, check_positive
+from lit_nn.core.errors import UserError, check_fraction, check_positive
 from lit_nn.models.base import Classifier
 
 
@@ -17,7 +19,7 @@ class CNN(Classifier):
         fc: widths of the two hidden fully connected layers (default 128, 64).
         dropout: dropout before the first fully connected layer (0 disables it).
         num_classes: number of output classes.
-        optimizer, lr, weight_decay, momentum, nesterov: see ``lit_nn.optim``.
+        **optim_args: optimizer, lr, weight_decay, momentum, nesterov (see :class:`LitModel`).
     """
 
     kind = "cnn"
@@ -28,21 +30,15 @@ class CNN(Classifier):
         fc: tuple[int, int] = (128, 64),
         dropout: float = 0.0,
         num_classes: int = 10,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        nesterov: bool = False,
+        **optim_args: Any,
     ) -> None:
-        super().__init__(num_classes, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                         momentum=momentum, nesterov=nesterov)
+        super().__init__(num_classes, **optim_args)
         for name, value in (("model.channels", channels), ("model.fc", fc)):
             if len(value) != 2:
                 raise UserError(f"{name} takes two sizes, got {list(value)}")
             for v in value:
                 check_positive(name, v)
         check_fraction("model.dropout", dropout)
-        self.save_hyperparameters()
         c1, c2 = channels
         self.net = nn.Sequential(
             nn.Conv2d(1, c1, 3), nn.ReLU(), nn.MaxPool2d(2),   # 28 → 26 → 13

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
-from lit_nn.errors import check_fraction, check_positive, unknown_choice
+from lit_nn.core.errors import check_fraction, check_positive, unknown_choice
 from lit_nn.models.base import Classifier
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -34,10 +36,11 @@ class MLP(Classifier):
         dropout: dropout probability after each hidden activation (0 disables it).
         input_size: flattened input size (28*28 for MNIST).
         num_classes: number of output classes.
-        optimizer, lr, weight_decay, momentum, nesterov: see ``lit_nn.optim``.
+        **optim_args: optimizer, lr, weight_decay, momentum, nesterov (see :class:`LitModel`).
     """
 
     kind = "mlp"
+    tag_keys = ("optimizer", "depth", "activation", "hidden")
 
     def __init__(
         self,
@@ -47,19 +50,13 @@ class MLP(Classifier):
         dropout: float = 0.0,
         input_size: int = 784,
         num_classes: int = 10,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        nesterov: bool = False,
+        **optim_args: Any,
     ) -> None:
-        super().__init__(num_classes, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                         momentum=momentum, nesterov=nesterov)
+        super().__init__(num_classes, **optim_args)
         check_positive("model.depth", depth, allow_zero=True)
         check_positive("model.hidden", hidden)
         check_fraction("model.dropout", dropout)
         act = make_activation(activation)  # validate before building layers
-        self.save_hyperparameters()
         layers: list[nn.Module] = [nn.Flatten()]
         width = input_size
         for _ in range(depth):

@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from lit_nn.errors import UserError, unknown_choice
+from lit_nn.core.errors import UserError, unknown_choice
+from lit_nn.core.names import Tag
 
 SWEEP_KEYS = ("name", "experiment", "base", "config", "grid", "points", "seeds", "seed_keys", "group_by",
               "description")
@@ -38,7 +39,7 @@ SWEEP_KEYS = ("name", "experiment", "base", "config", "grid", "points", "seeds",
 RESERVED_ARGS = ("--experiment", "--run_name", "--tags", "-c", "--config")
 # config keys that name and label a run but do not change what it computes: not hashed
 UNHASHED_KEYS = ("experiment", "run_name", "tags")
-POINT_NAME = "sweep_point"
+POINT_NAME = Tag.SWEEP_POINT
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,10 @@ class Point:
 
     def tags(self, sweep: str, parent_run_id: str | None) -> dict[str, str]:
         """The MLflow tags of the point's run: nesting, sweep identity and the varied values."""
-        tags = {**self.varied, "sweep": sweep, "sweep_role": "point", POINT_NAME: self.label,
-                "seed": str(self.seed), "config_hash": self.config_hash}
+        tags = {**self.varied, Tag.SWEEP: sweep, Tag.SWEEP_ROLE: "point", Tag.SWEEP_POINT: self.label,
+                Tag.SEED: str(self.seed), Tag.CONFIG_HASH: self.config_hash}
         if parent_run_id:
-            tags["mlflow.parentRunId"] = parent_run_id
+            tags[Tag.PARENT_RUN_ID] = parent_run_id
         return tags
 
 

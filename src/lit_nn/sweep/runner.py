@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from lit_nn.core.names import Tag
 from lit_nn.sweep.grid import Point
-from lit_nn.tracking import process_tags
+from lit_nn.tracking.lifecycle import RunStatus, end_run
+from lit_nn.tracking.store import standard_tags
 
-ATTEMPT_TAG = "sweep_attempt"
 INTERRUPT_GRACE_S = 90.0
 
 
@@ -63,9 +64,9 @@ class Outcome:
 class Worker:
     """One worker process and the job it is running (if any)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lit_nn.sweep.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, bufsize=1, env=env)
         self.job: Job | None = None
 
@@ -104,8 +105,10 @@ def worker_env(threads: int | None) -> dict[str, str]:
 
 
 def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any]], None],
-             threads: int | None = 1) -> bool:
+             worker_command: list[str], threads: int | None = 1) -> bool:
     """Run ``jobs`` on up to ``workers`` processes; call ``settle(job, result)`` after each.
+
+    ``worker_command`` starts one worker (a process serving :func:`lit_nn.sweep.worker.serve`).
 
     Returns False when interrupted (Ctrl-C, SIGTERM): running points are stopped gracefully
     (their runs end KILLED), settled, and the remaining jobs are not started.
@@ -122,7 +125,7 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
         pool.remove(worker)
         if worker.job is not None:
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-            settle(worker.job, result or {"status": "FAILED", "error": f"the worker process died ({how})"})
+            settle(worker.job, result or {"status": RunStatus.FAILED.value, "error": f"the worker process died ({how})"})
             worker.job = None
 
     def step(timeout: float) -> None:
@@ -140,7 +143,7 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
     try:
         while pending or any(w.job for w in pool):
             while pending and len(pool) < workers:
-                worker = Worker(env)
+                worker = Worker(worker_command, env)
                 pool.append(worker)
                 selector.register(worker.stdout, selectors.EVENT_READ, worker)
             for worker in pool:
@@ -185,7 +188,7 @@ def _interrupt(pool: list[Worker], step: Callable[[float], None]) -> None:
 # -- settling outcomes in MLflow -------------------------------------------------------------
 def find_attempt_run(client: Any, experiment_id: str, attempt: str) -> Any | None:
     """The run a point attempt created, found by its ``sweep_attempt`` tag."""
-    runs = client.search_runs([experiment_id], f"tags.{ATTEMPT_TAG} = '{attempt}'", max_results=5)
+    runs = client.search_runs([experiment_id], f"tags.{Tag.SWEEP_ATTEMPT} = '{attempt}'", max_results=5)
     return runs[0] if runs else None
 
 
@@ -193,36 +196,30 @@ def settle_in_mlflow(client: Any, experiment_id: str, parent_run_id: str, sweep:
                      job: Job, result: dict[str, Any]) -> Outcome:
     """Make the point's MLflow run match what happened; return the outcome."""
     point = job.point
-    status = result.get("status", "FAILED")
+    status = RunStatus(result.get("status", RunStatus.FAILED))
     reason = result.get("error", "")
+    ended = RunStatus.KILLED if status is RunStatus.KILLED else RunStatus.FAILED  # if the run never ended itself
     run = find_attempt_run(client, experiment_id, job.attempt)
     if run is None:
-        status = "KILLED" if status == "KILLED" else "FAILED"
-        reason = reason or "the point ended before its MLflow run was created"
-        tags = {**point.tags(sweep, parent_run_id), ATTEMPT_TAG: job.attempt, **process_tags(),
-                "failure_reason": reason[:5000]}
-        created = client.create_run(experiment_id, run_name=point.run_name, tags=tags)
-        client.set_terminated(created.info.run_id, status)
-        run_id = created.info.run_id
+        status, reason = ended, reason or "the point ended before its MLflow run was created"
+        tags = {**point.tags(sweep, parent_run_id), Tag.SWEEP_ATTEMPT: job.attempt, **standard_tags()}
+        run_id = client.create_run(experiment_id, run_name=point.run_name, tags=tags).info.run_id
+        end_run(client, run_id, status, reason)
     else:
         run_id = run.info.run_id
-        if run.info.status == "RUNNING":
-            status = "KILLED" if status == "KILLED" else "FAILED"
-            client.set_tag(run_id, "failure_reason", (reason or "the run was left RUNNING")[:5000])
-            client.set_terminated(run_id, status)
+        if run.info.status == RunStatus.RUNNING:
+            status, reason = ended, reason or "the run was left RUNNING"
+            end_run(client, run_id, status, reason)
         else:
-            status = run.info.status
-            if status != "FINISHED":
-                reason = run.data.tags.get("failure_reason") or reason
-                if not run.data.tags.get("failure_reason") and reason:
-                    client.set_tag(run_id, "failure_reason", reason[:5000])
+            status = RunStatus(run.info.status)
+            reason = run.data.tags.get(Tag.FAILURE_REASON) or reason
     if job.log.is_file():
         try:
             client.log_artifact(run_id, str(job.log))
         except Exception:  # noqa: BLE001 - the log is a convenience; the status is what matters
             pass
     metrics = dict(run.data.metrics) if run is not None else {}
-    if run is not None and status == "FINISHED":
+    if run is not None and status is RunStatus.FINISHED:
         metrics = dict(client.get_run(run_id).data.metrics)
-    return Outcome(point, status, run_id, reason if status != "FINISHED" else "",
+    return Outcome(point, status, run_id, reason if status is not RunStatus.FINISHED else "",
                    time.monotonic() - job.started, metrics)

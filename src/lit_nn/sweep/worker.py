@@ -2,9 +2,10 @@
 
 Starting Python with torch, Lightning and MLflow costs ~10 s, far more than an MLP epoch on
 the MNIST sample, so a worker imports them once and runs each point in-process through the
-same ``LitNNCLI`` as ``lit-nn fit``. Failure isolation still holds: a point that raises (a
-NaN loss, a bad option) is caught here and reported, and a point that kills the process
-(segfault, OOM) kills only this worker; the sweep records the point as FAILED and starts a
+fit entry it is given (:func:`serve`'s ``run_fit``: the same ``LitNNCLI`` as ``lit-nn fit``,
+handed in by ``lit_nn.cli.sweep_worker`` so that this package never imports the CLI).
+Failure isolation still holds: a point that raises (a NaN loss, a bad option) is caught here
+and reported, and a point that kills the process (segfault, OOM) kills only this worker; the sweep records the point as FAILED and starts a
 fresh worker. Points that need their own process (multi-device DDP re-launches ``sys.argv``)
 run as a ``python -m lit_nn fit`` child instead (``own_process`` in the job).
 
@@ -24,12 +25,16 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lit_nn.core.names import Tag
+from lit_nn.tracking.lifecycle import RunStatus, failure_reason
+
 PR_SET_PDEATHSIG = 1
 INTERRUPTED = "interrupted: the sweep was stopped (Ctrl-C, SIGTERM, or its process died)"
+FitEntry = Callable[[list[str]], object]
 _interrupted = False
 
 
@@ -91,41 +96,26 @@ def error_from_log(log: Path, limit: int = 600) -> str:
     return " ".join(tail)[:limit]
 
 
-def describe_exception(err: BaseException) -> str:
-    """One line for the run's failure reason: a lit-nn UserError anywhere in the chain wins
-    (jsonargparse wraps errors raised while it builds the model)."""
-    from lit_nn.errors import UserError
-
-    seen: set[int] = set()
-    cur: BaseException | None = err
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, UserError):
-            return str(cur)
-        cur = cur.__cause__ or cur.__context__
-    return f"{type(err).__name__}: {err}"[:2000]
+def _result(status: RunStatus, error: str = "") -> dict[str, Any]:
+    return {"status": status.value, "error": error} if error else {"status": status.value}
 
 
-def run_in_process(argv: list[str], log: Path) -> dict[str, Any]:
-    """Train one point with ``LitNNCLI`` in this process; report how it ended."""
-    global _interrupted
+def run_in_process(argv: list[str], log: Path, run_fit: FitEntry) -> dict[str, Any]:
+    """Train one point with ``run_fit`` in this process; report how it ended."""
     with _output_to(log):
         try:
-            from lit_nn.cli import LitNNCLI
-
-            LitNNCLI(args=argv)
-            return {"status": "FINISHED"}
+            run_fit(argv)
+            return _result(RunStatus.FINISHED)
         except KeyboardInterrupt:
-            return {"status": "KILLED", "error": INTERRUPTED}
+            return _result(RunStatus.KILLED, INTERRUPTED)
         except SystemExit as err:  # jsonargparse errors, Lightning after a Ctrl-C
             if _interrupted:
-                return {"status": "KILLED", "error": INTERRUPTED}
+                return _result(RunStatus.KILLED, INTERRUPTED)
             sys.stderr.flush()
-            reason = error_from_log(log) or f"exited with status {err.code}"
-            return {"status": "FAILED", "error": reason}
+            return _result(RunStatus.FAILED, error_from_log(log) or f"exited with status {err.code}")
         except Exception as err:  # noqa: BLE001 - any failure of a point is reported, not fatal
             traceback.print_exc()
-            return {"status": "FAILED", "error": describe_exception(err)}
+            return _result(RunStatus.FAILED, failure_reason(err))
 
 
 def run_own_process(argv: list[str], log: Path) -> dict[str, Any]:
@@ -147,28 +137,29 @@ def run_own_process(argv: list[str], log: Path) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-            return {"status": "KILLED", "error": INTERRUPTED}
+            return _result(RunStatus.KILLED, INTERRUPTED)
     if code == 0:
-        return {"status": "FINISHED"}
-    return {"status": "FAILED", "error": error_from_log(log) or f"lit-nn fit exited with status {code}"}
+        return _result(RunStatus.FINISHED)
+    return _result(RunStatus.FAILED, error_from_log(log) or f"lit-nn fit exited with status {code}")
 
 
 def note_interrupt(job: dict[str, Any], reason: str) -> None:
-    """Give the interrupted point's run a reason (Lightning records an empty one for Ctrl-C);
-    the sweep may be dead by now, so the worker does it itself."""
+    """Say in the interrupted point's run that the sweep stopped it (the run itself only knows
+    it was interrupted); the sweep may be dead by now, so the worker does it itself."""
     try:
-        from mlflow.tracking import MlflowClient
+        from lit_nn.tracking.store import tracking_client
 
-        client = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI") or None)
-        found = client.search_runs([job["experiment_id"]], f"tags.sweep_attempt = '{job['attempt']}'", max_results=1)
-        if found and not found[0].data.tags.get("failure_reason"):
-            client.set_tag(found[0].info.run_id, "failure_reason", reason)
+        client = tracking_client()
+        found = client.search_runs([job["experiment_id"]], f"tags.{Tag.SWEEP_ATTEMPT} = '{job['attempt']}'",
+                                   max_results=1)
+        if found:
+            client.set_tag(found[0].info.run_id, Tag.FAILURE_REASON, reason)
     except Exception:  # noqa: BLE001 - best effort while shutting down
         pass
 
 
-def main() -> None:
-    """Serve jobs from stdin until EOF or an interrupt."""
+def serve(run_fit: FitEntry) -> None:
+    """Serve jobs from stdin until EOF or an interrupt, training in-process points with ``run_fit``."""
     die_with_parent(signal.SIGINT)
     parent = os.environ.get("LIT_NN_SWEEP_PID")
     if parent and os.getppid() != int(parent):
@@ -181,9 +172,11 @@ def main() -> None:
     try:
         for line in sys.stdin:
             job = json.loads(line)
-            run = run_own_process if job.get("own_process") else run_in_process
-            result = run(job["argv"], Path(job["log"]))
-            if result["status"] == "KILLED" and job.get("experiment_id"):
+            if job.get("own_process"):
+                result = run_own_process(job["argv"], Path(job["log"]))
+            else:
+                result = run_in_process(job["argv"], Path(job["log"]), run_fit)
+            if result["status"] == RunStatus.KILLED and job.get("experiment_id"):
                 note_interrupt(job, result["error"])
             results.write(json.dumps({"attempt": job["attempt"], **result}) + "\n")
             results.flush()
@@ -192,6 +185,3 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
 
-
-if __name__ == "__main__":
-    main()

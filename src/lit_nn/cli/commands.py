@@ -1,0 +1,308 @@
+"""The tool commands: ``generate``, ``sweep``, ``compare``, ``runs`` and ``lab``.
+
+Each command is a typed function whose docstring is its ``--help`` (``lit_nn.cli.tool_parser``
+turns the signature into the parser); the work itself lives in the packages below the CLI.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_nn.cli.tool_parser import ToolCommand, build_parser, option_names, parse, unknown_option
+from lit_nn.core.errors import UserError, check_positive, unknown_choice
+
+
+# -- generate ------------------------------------------------------------------------------
+def generate(ckpt: str, prime: str = "\n", length: int = 500, temperature: float = 0.8, top_k: int = 40,
+             seed: int | None = None) -> None:
+    """Sample text from a char-RNN checkpoint (lit-nn fit -c experiments/char_rnn.yaml) and stream it to stdout.
+
+    Args:
+        ckpt: char-RNN checkpoint (.ckpt) written by `lit-nn fit`; the MLflow run's checkpoint_dir tag says where.
+        prime: text the sample starts from; it is printed first and every character must be in the
+            model's vocabulary (default: a newline).
+        length: characters to generate after the prime.
+        temperature: divides the logits: <1 is more conservative, >1 more random, 0 is greedy
+            (always the most likely character).
+        top_k: draw only among the k most likely characters; 0 means all.
+        seed: seed of the random draws: the same seed gives the same text (default: a different sample each time).
+    """
+    import torch
+
+    from lit_nn.models.char_rnn import CharRNN
+    from lit_nn.tracking.checkpoints import load_checkpoint
+
+    check_positive("--length", length)
+    check_positive("--temperature", temperature, allow_zero=True)
+    check_positive("--top_k", top_k, allow_zero=True)
+    model = CharRNN.from_checkpoint_dict(load_checkpoint(ckpt), ckpt)
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(seed)
+    else:
+        generator.seed()
+    chars = model.sample(prime, length, temperature, top_k or None, generator)
+    first = next(chars)  # the prime is checked against the vocabulary here, before anything is printed
+    out = sys.stdout
+    out.write(prime + first)
+    for ch in chars:
+        out.write(ch)
+        out.flush()  # stream: a learner watches the text appear
+    out.write("\n")
+    out.flush()
+
+
+# -- sweep ---------------------------------------------------------------------------------
+def sweep(sweep_file: str, workers: int = 1, force: bool = False, dry_run: bool = False, report: bool = True,
+          out: Path | None = None, process_per_point: bool = False, threads: int | None = None,
+          orphan_wait: float = 120.0) -> None:
+    """Run a comparison sweep: every point of the file's grid × seeds as a lit-nn fit run nested under one
+    MLflow parent run; finished points are skipped on a re-run.
+
+    Any option of `lit-nn fit` after the file (--trainer.max_epochs 3, --trainer.accelerator gpu,
+    --model.init_args.lr 0.01) is passed to every point and is part of each point's config hash.
+
+    Args:
+        sweep_file: the sweep file, e.g. experiments/compare_optimizers.yaml.
+        workers: points trained at the same time, each in its own worker process.
+        force: re-run points that already have a FINISHED run with the same config.
+        dry_run: list the points and which would be skipped; run nothing, change nothing.
+        report: write the comparison report (curves.png, report.md) at the end.
+        out: folder for the report and the per-point logs (default: reports/<sweep name>).
+        process_per_point: start a fresh `lit-nn fit` process for every point (automatic when a point
+            uses more than one device, since DDP re-launches the command).
+        threads: CPU threads per worker (default 1, or $OMP_NUM_THREADS when set; raise it for CNNs on
+            an idle many-core machine).
+        orphan_wait: seconds to wait for runs of a just-killed sweep that are still shutting down.
+    """
+
+
+def split_fit_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``lit-nn sweep``'s own arguments, and the ``lit-nn fit`` options it passes to every point.
+
+    Which options belong to ``fit`` is read from the fit parser itself (``--model...``,
+    ``--data...``, ``--trainer...``, ``--seed_everything``...), not from a hand-kept list.
+    """
+    from lit_nn.cli.train import fit_parser
+
+    own = set(inspect.signature(sweep).parameters)
+    fit_roots = {o[2:].split(".")[0] for o in option_names(fit_parser())} - {"help", "print_config", "config"}
+    mine: list[str] = []
+    theirs: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        root = arg[2:].split("=", 1)[0].split(".")[0] if arg.startswith("--") else ""
+        if root and root.replace("-", "_") not in own and root in fit_roots:
+            theirs.append(arg)
+            if "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                theirs.append(argv[i + 1])
+                i += 1
+        else:
+            mine.append(arg)
+        i += 1
+    return mine, theirs
+
+
+def check_points(points: list[Any], extra: list[str]) -> None:
+    """Parse every point as ``lit-nn fit`` would (nothing is built or trained): a grid key or a
+    pass-through option that fit does not know fails here, before any point runs."""
+    from lit_nn.cli.config_checks import condense_parser_error
+    from lit_nn.cli.train import fit_parser
+
+    parser = fit_parser()
+    with tempfile.TemporaryDirectory(prefix="lit-nn-sweep-check-") as tmp:
+        for point in points:
+            path = Path(tmp) / f"{point.config_hash}.yaml"
+            path.write_text(yaml.safe_dump(point.config, sort_keys=False))
+            try:
+                parser.parse_args(["--config", str(path), *extra])
+            except Exception as err:  # noqa: BLE001 - jsonargparse's ArgumentError and its wrappers
+                raise UserError(f"sweep point {point.run_name}: {condense_parser_error(str(err))}") from None
+
+
+def run_sweep_command(argv: list[str]) -> None:
+    """Parse ``lit-nn sweep``'s arguments, check every point, then dry-run or run the sweep."""
+    from lit_nn.sweep.driver import SweepOptions, dry_run, run_sweep
+    from lit_nn.sweep.grid import expand, load_sweep
+
+    mine, extra = split_fit_options(argv)
+    command = COMMANDS["sweep"]
+    parser = build_parser(command)
+    try:
+        args = parse(command, mine, parser)
+    except UserError as err:
+        if str(err).startswith("unknown option '--"):
+            option = str(err).split("'")[1]
+            raise unknown_option(option, option_names(parser), "lit-nn sweep", _fit_hint(option)) from None
+        raise
+    spec = load_sweep(args["sweep_file"])
+    points = expand(spec, extra)
+    check_points(points, extra)
+    if args["dry_run"]:
+        dry_run(spec, points, extra, args["force"])
+        return
+    options = SweepOptions(workers=args["workers"], force=args["force"], report=args["report"], out=args["out"],
+                           process_per_point=args["process_per_point"], threads=args["threads"],
+                           orphan_wait=args["orphan_wait"])
+    worker = [sys.executable, "-m", "lit_nn.cli.sweep_worker"]
+    try:
+        code = run_sweep(spec, points, extra, options, worker)
+    except KeyboardInterrupt:  # outside the point loop (which handles its own): nothing to clean up
+        print("\nsweep: interrupted", file=sys.stderr)
+        code = 130
+    if code:
+        sys.exit(code)
+
+
+def _fit_hint(option: str) -> str:
+    """For an option ``fit`` knows under a section (``--optimizer`` → ``--model.init_args.optimizer``)."""
+    from lit_nn.cli.config_checks import init_args_of
+
+    name = option.lstrip("-").split("=", 1)[0].replace("-", "_")
+    for section, class_path in (("model", "lit_nn.models.MLP"), ("model", "lit_nn.models.CharRNN"),
+                                ("data", "lit_nn.data.ImageDataModule"), ("data", "lit_nn.data.TextDataModule")):
+        if name in init_args_of(class_path):
+            return f"; to set it for every point use --{section}.init_args.{name} VALUE"
+    return ""
+
+
+# -- compare -------------------------------------------------------------------------------
+def compare(sweep: str | None = None, experiment: str | None = None, group_by: str | None = None,
+            out: Path | None = None) -> None:
+    """Plot val_acc and train_loss against epoch (one line per group, band over seeds) and tabulate best
+    val_acc, test_acc, epochs, wall time and parameters, from MLflow runs.
+
+    Args:
+        sweep: a sweep file (experiments/compare_*.yaml) or a sweep name; omit it to compare all runs of
+            --experiment.
+        experiment: MLflow experiment to read (default: the sweep's experiment).
+        group_by: tag or param whose value makes a line/row, e.g. optimizer, depth, activation, model,
+            sweep_point (default: the sweep's group_by).
+        out: folder for curves.png and report.md (default: reports/<sweep or experiment>).
+    """
+    from lit_nn.sweep.compare import compare as compare_runs
+
+    report = compare_runs(sweep, experiment, group_by, out)
+    print(report.markdown_path.read_text())
+    print(f"report: {report.markdown_path} and {report.figure_path}")
+
+
+# -- runs ----------------------------------------------------------------------------------
+def runs(experiment: list[str] | None = None, status: str | None = None, limit: int = 50,
+         cleanup: bool = False) -> None:
+    """List MLflow runs; with --cleanup, mark runs whose process died as KILLED (a kill -9 leaves them
+    RUNNING forever).
+
+    Args:
+        experiment: experiment names (repeatable; default: every experiment).
+        status: only runs with this status: RUNNING, FINISHED, FAILED, KILLED or SCHEDULED.
+        limit: show at most this many runs, newest first.
+        cleanup: mark RUNNING runs of this host whose process is gone as KILLED, then list.
+    """
+    from lit_nn.tracking.listing import STATUSES, format_runs
+    from lit_nn.tracking.liveness import reap_dead_runs
+    from lit_nn.tracking.store import tracking_client
+
+    if limit <= 0:
+        raise UserError(f"--limit must be > 0, got {limit}")
+    wanted = status.upper() if status else None
+    if wanted and wanted not in STATUSES:
+        raise unknown_choice("status", status, STATUSES)
+    client = tracking_client()
+    experiments = client.search_experiments()
+    names = {e.experiment_id: e.name for e in experiments}
+    if experiment:
+        by_name = {e.name: e.experiment_id for e in experiments}
+        for name in experiment:
+            if name not in by_name:
+                raise unknown_choice("experiment", name, sorted(by_name) or ["(none yet)"])
+        ids = [by_name[name] for name in experiment]
+    else:
+        ids = list(names)
+    if not ids:
+        print("no experiments yet: train something first (lit-nn fit -c experiments/mnist_cnn.yaml)")
+        return
+    if cleanup:
+        reaped = reap_dead_runs(client, ids)
+        print(f"cleanup: marked {len(reaped)} dead RUNNING run(s) as KILLED"
+              + (f": {', '.join(r[:8] for r in reaped)}" if reaped else ""))
+    filter_string = f"attributes.status = '{wanted}'" if wanted else ""
+    found = client.search_runs(ids, filter_string, max_results=limit, order_by=["attributes.start_time DESC"])
+    if not found:
+        print("no runs" + (f" with status {wanted}" if wanted else ""))
+        return
+    print(format_runs(found, names))
+
+
+# -- lab -----------------------------------------------------------------------------------
+def lab_parser() -> Any:
+    """``lit-nn lab``'s parser: one subcommand per lab, its options from the lab's ``run`` signature."""
+    import importlib
+
+    from jsonargparse import ArgumentParser
+
+    from lit_nn.lab import LABS
+
+    parser = ArgumentParser(prog="lit-nn lab", description="The fundamentals, one small experiment each; every "
+                            "lab is an MLflow run in experiment 'lab' ('lit-nn lab NAME --help' lists its options).",
+                            exit_on_error=False, default_env=False, allow_abbrev=False)
+    labs = parser.add_subcommands(dest="lab", required=True)
+    for name, summary in LABS.items():
+        run = importlib.import_module(f"lit_nn.lab.{name}").run
+        labs.add_subcommand(name, build_parser(ToolCommand(name, run, summary), prog=f"lit-nn lab {name}"),
+                            help=summary)
+    labs.add_subcommand("all", ArgumentParser(prog="lit-nn lab all", description="Run every lab with its "
+                                              "defaults, one MLflow run each."), help="every lab with its defaults")
+    return parser
+
+
+def run_lab_command(argv: list[str]) -> None:
+    """``lit-nn lab LAB [options]``: each lab's options come from its ``run`` function's signature."""
+    import importlib
+
+    from lit_nn.lab import LABS, run_all, run_lab
+
+    names = [*LABS, "all"]
+    if not argv or argv[0] in ("-h", "--help"):
+        lab_parser().print_help()
+        return
+    name = argv[0]
+    if name not in names:
+        raise unknown_choice("lab", name, names)
+    if name == "all":
+        if argv[1:]:
+            raise UserError(f"lit-nn lab all takes no options, got {' '.join(argv[1:])}")
+        run_all()
+        return
+    run = importlib.import_module(f"lit_nn.lab.{name}").run
+    command = ToolCommand(f"lab {name}", run, LABS[name], positional=False)
+    run_lab(name, **parse(command, argv[1:]))
+
+
+COMMANDS: dict[str, ToolCommand] = {
+    "generate": ToolCommand("generate", generate, "sample text from a char-RNN checkpoint", positional=False),
+    "sweep": ToolCommand("sweep", sweep, "run a comparison grid from experiments/compare_*.yaml"),
+    "compare": ToolCommand("compare", compare, "plot and tabulate the runs of a sweep or experiment",
+                           optional_positional="sweep"),
+    "lab": ToolCommand("lab", run_lab_command,
+                       "fundamentals labs: gates, activations, losses, trajectories, scratch"),
+    "runs": ToolCommand("runs", runs, "list runs; mark runs whose process died as KILLED (--cleanup)"),
+}
+
+
+def run_tool(name: str, argv: list[str]) -> None:
+    """Run tool command ``name`` with its command-line arguments."""
+    if name == "sweep":
+        run_sweep_command(argv)
+    elif name == "lab":
+        run_lab_command(argv)
+    else:
+        command = COMMANDS[name]
+        command.function(**parse(command, argv))

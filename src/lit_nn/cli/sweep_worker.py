@@ -1,0 +1,21 @@
+"""``python -m lit_nn.cli.sweep_worker``: a sweep worker that trains points as ``lit-nn fit`` does.
+
+The sweep starts this module (``lit_nn.sweep.runner``); the worker loop is the sweep's own
+(:func:`lit_nn.sweep.worker.serve`), the fit entry is the CLI's, so neither package imports
+the other's upper layer.
+"""
+
+from __future__ import annotations
+
+from lit_nn.sweep.worker import serve
+
+
+def run_fit(argv: list[str]) -> None:
+    """Train one point in this process, exactly as ``lit-nn fit ARGV`` would."""
+    from lit_nn.cli.train import LitNNCLI
+
+    LitNNCLI(args=argv)
+
+
+if __name__ == "__main__":
+    serve(run_fit)

@@ -1,0 +1,198 @@
+"""``lit-nn fit|validate|test|predict``: LightningCLI with lit-nn's tracking.
+
+Every model, data and Trainer option is a flag or a YAML key (``-c experiments/mnist_cnn.yaml``),
+and Trainer flags such as ``--trainer.devices 2 --trainer.strategy ddp`` pass straight through.
+Each command is one MLflow run (:mod:`lit_nn.tracking`), with checkpoints beside it and, for
+``fit``, a test-set evaluation at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
+
+from lit_nn.cli.progress import ProgressBar
+from lit_nn.core.errors import UserError
+from lit_nn.core.names import Metric
+from lit_nn.data.datamodule import LitDataModule
+from lit_nn.models.base import LitModel
+from lit_nn.tracking.callbacks import MLflowSaveConfig, RunCheckpoint, RunRecorder, find_tracker
+from lit_nn.tracking.checkpoints import check_checkpoint_matches
+from lit_nn.tracking.logger import MLflowTracker
+from lit_nn.tracking.resume import find_run_to_resume, reopen_for_resume
+from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
+
+TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+TRAINER_DEFAULTS = {
+    "max_epochs": 10,
+    "log_every_n_steps": 50,
+    "enable_model_summary": False,
+}
+
+
+class LitNNCLI(LightningCLI):
+    """LightningCLI plus lit-nn's tracking: an MLflow run per command, checkpoints beside it,
+    and (for ``fit``) a test-set evaluation at the end."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            trainer_defaults=TRAINER_DEFAULTS,
+            seed_everything_default=0,
+            save_config_callback=MLflowSaveConfig,  # config.yaml and params go to the MLflow run
+            auto_configure_optimizers=False,  # models choose their optimizer by name
+            parser_kwargs={"default_env": False, "exit_on_error": False,
+                           "description": "lit-nn: train and compare neural networks."},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        group = parser.add_argument_group("tracking (MLflow)")
+        group.add_argument("--experiment", type=str, default="lit-nn",
+                           help="MLflow experiment the run is recorded in")
+        group.add_argument("--run_name", type=str | None, default=None,
+                           help="MLflow run name (default: <model>-<optimizer>-<dataset>)")
+        group.add_argument("--tags", type=dict[str, str], default={},
+                           help="extra MLflow tags, e.g. '{\"sweep\": \"opt\", \"mlflow.parentRunId\": \"<id>\"}'")
+        group.add_argument("--log_checkpoint", type=bool, default=True,
+                           help="store the best checkpoint as an MLflow artifact")
+        group.add_argument("--resume", type=str | None, default=None,
+                           help="continue MLflow run RUN_ID from its last checkpoint (fit only); "
+                                "--ckpt_path last picks the newest unfinished run of the same name")
+        group.add_argument("--test_after_fit", type=bool, default=True,
+                           help="evaluate the test set at the end of fit, so every run has test_acc")
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:  # jsonargparse re-wraps errors raised by model/data __init__
+            cause = UserError.wrapped_in(err)
+            if cause is None:
+                raise
+            raise cause from None
+
+    def before_instantiate_classes(self) -> None:
+        # Lightning's default is a full unpickle; lit-nn checkpoints need only tensors and containers
+        settings = self._settings()
+        if "weights_only" in settings and settings.weights_only is None:
+            settings.weights_only = True
+
+    # -- building the Trainer ---------------------------------------------------------
+    def _settings(self) -> Any:
+        return self.config[self.subcommand]
+
+    def _default_run_name(self) -> str:
+        """``<model kind>-<optimizer>-<dataset>``, e.g. ``mlp-adam-mnist``."""
+        model, data = self.model, self.datamodule
+        parts = [model.kind, model.hparams.optimizer] if isinstance(model, LitModel) else [type(model).__name__]
+        if isinstance(data, LitDataModule):
+            parts.append(data.dataset_name)
+        return "-".join(parts)
+
+    def instantiate_trainer(self, **kwargs: Any):
+        settings = self._settings()
+        trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        callbacks = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        resume_id = self._resume() if self.subcommand == "fit" else None
+        if settings.get("ckpt_path") and not resume_id:
+            check_checkpoint_matches(settings.ckpt_path, self.model)
+        if trainer_config.get("logger") is not False:
+            uri = prepare_store()
+            ensure_experiment(settings.experiment, uri)
+            tracker = MLflowTracker(settings.experiment, run_name=settings.run_name or self._default_run_name(),
+                                    run_id=resume_id, tags=dict(settings.tags), tracking_uri=uri)
+            trainer_config["logger"] = tracker
+            callbacks.append(RunRecorder(log_checkpoint=settings.log_checkpoint))
+        if trainer_config.get("enable_progress_bar", True) is not False:
+            callbacks.append(ProgressBar())
+        if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
+            callbacks.append(RunCheckpoint(self.model))
+        check_devices(trainer_config)
+        try:
+            return self._instantiate_trainer(trainer_config, callbacks)
+        except (MisconfigurationException, ValueError) as err:  # Trainer's own argument checks
+            raise UserError(f"invalid Trainer setting: {err}") from None
+
+    def _resume(self) -> str | None:
+        """For ``--resume RUN_ID`` / ``--ckpt_path last``: reopen the run, point fit at its last.ckpt."""
+        settings = self._settings()
+        if not settings.resume and settings.ckpt_path != "last":
+            return None
+        client = tracking_client()
+        experiment = client.get_experiment_by_name(settings.experiment)
+        run = find_run_to_resume(client, experiment.experiment_id if experiment else None, settings.experiment,
+                                 settings.run_name or self._default_run_name(), settings.resume)
+        last = reopen_for_resume(client, run)
+        check_checkpoint_matches(last, self.model)
+        self.config_init[self.subcommand].ckpt_path = str(last)
+        print(f"resuming run {run.info.run_id} from {last}")
+        return run.info.run_id
+
+    # -- after the command ------------------------------------------------------------
+    def after_fit(self) -> None:
+        has_test = not isinstance(self.datamodule, LitDataModule) or self.datamodule.has_test_split
+        if self._settings().test_after_fit and not self.trainer.interrupted and has_test:
+            self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+        describe_finish(self.trainer)
+
+    def after_test(self) -> None:
+        describe_finish(self.trainer)
+
+    def after_validate(self) -> None:
+        describe_finish(self.trainer)
+
+
+def check_devices(trainer_config: dict[str, Any]) -> None:
+    """Refuse more CPU processes than cores: DDP on CPU would oversubscribe and crawl (or hang)."""
+    accelerator = str(trainer_config.get("accelerator", "auto"))
+    devices = trainer_config.get("devices", "auto")
+    devices = int(devices) if isinstance(devices, str) and devices.isdigit() else devices
+    cores = os.cpu_count() or 1
+    cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if cpu and isinstance(devices, int) and devices > cores:
+        raise UserError(f"--trainer.devices {devices} asks for more CPU processes than this machine's "
+                        f"{cores} cores; use at most {cores}")
+
+
+def describe_finish(trainer: Any) -> None:
+    """Print the closing lines of a run: its headline metrics, its run id, where to look."""
+    tracker = find_tracker(trainer)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor)}
+    keys = (Metric.TEST_ACC, Metric.TEST_LOSS, Metric.VAL_ACC, Metric.VAL_LOSS, Metric.VAL_BPC)
+    shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+    if shown:
+        rank_zero_info(f"result: {shown}")
+    if tracker is not None and tracker.run_id:
+        rank_zero_info(f"mlflow: run {tracker.run_id} in experiment '{tracker.experiment_name}' "
+                       f"({tracker.tracking_uri}); open it with `make ui` → http://127.0.0.1:5000")
+
+
+class _ParserBuilt(Exception):  # noqa: N818 - a signal, not an error
+    def __init__(self, parser: LightningArgumentParser) -> None:
+        self.parser = parser
+
+
+class _ParserOnly(LitNNCLI):
+    """LitNNCLI that stops once its parser is built (parse_arguments is LightningCLI's public hook)."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        raise _ParserBuilt(parser)
+
+
+@cache
+def fit_parser() -> LightningArgumentParser:
+    """The parser of ``lit-nn fit``, exactly as ``LitNNCLI`` builds it, without parsing anything.
+
+    The sweep validates every point with it and derives the options it passes to points from it.
+    """
+    try:
+        _ParserOnly(args=[])
+    except _ParserBuilt as built:
+        return built.parser._subcommands_action._name_parser_map["fit"]
+    raise RuntimeError("LitNNCLI did not build a parser")

@@ -1,0 +1,1 @@
+"""What every other package shares: the user-error type and the names runs are recorded under."""

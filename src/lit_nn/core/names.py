@@ -1,0 +1,61 @@
+"""The names lit-nn records runs under: metric keys and MLflow tag keys, written once.
+
+Models log metrics by these names, the tracking callbacks and the sweep write tags by them,
+and the reports, the runs listing and the MLflow UI read them back. A name spelt twice is a
+name that can drift; import it from here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class Metric:
+    """Per-epoch metric keys (MLflow step = epoch)."""
+
+    TRAIN_LOSS: Final = "train_loss"
+    TRAIN_ACC: Final = "train_acc"
+    VAL_LOSS: Final = "val_loss"
+    VAL_ACC: Final = "val_acc"
+    VAL_BPC: Final = "val_bpc"  # char-RNN: bits per character
+    VAL_PPL: Final = "val_ppl"  # char-RNN: perplexity
+    TEST_LOSS: Final = "test_loss"
+    TEST_ACC: Final = "test_acc"
+
+
+class Tag:
+    """MLflow tag keys: MLflow's own (``mlflow.*``) and lit-nn's."""
+
+    # MLflow's standard tags
+    RUN_NAME: Final = "mlflow.runName"
+    PARENT_RUN_ID: Final = "mlflow.parentRunId"
+    GIT_COMMIT: Final = "mlflow.source.git.commit"
+    NOTE: Final = "mlflow.note.content"
+    # how a run ended and who wrote it
+    FAILURE_REASON: Final = "failure_reason"
+    HOST: Final = "host"
+    PID: Final = "pid"
+    RESUMED_AT: Final = "resumed_at"  # ms since the epoch; a resumed run has a new pid
+    CHECKPOINT_DIR: Final = "checkpoint_dir"
+    LAST_CHECKPOINT: Final = "last_checkpoint"
+    # what was trained, for grouping and filtering in the UI
+    MODEL: Final = "model"
+    DATASET: Final = "dataset"
+    DATA_SOURCE: Final = "data_source"
+    LAB: Final = "lab"
+    # sweeps
+    SWEEP: Final = "sweep"
+    SWEEP_ROLE: Final = "sweep_role"  # "parent" or "point"
+    SWEEP_POINT: Final = "sweep_point"
+    SWEEP_ATTEMPT: Final = "sweep_attempt"
+    SWEEP_FILE: Final = "sweep_file"
+    SEED: Final = "seed"
+    CONFIG_HASH: Final = "config_hash"
+    GROUP_BY: Final = "group_by"
+
+
+class Param:
+    """Params lit-nn adds to the flattened run config."""
+
+    NUM_PARAMETERS: Final = "num_parameters"
+    DATA_SOURCE: Final = "data_source"

@@ -1,0 +1,146 @@
+"""Comparisons: read the runs of a sweep (or any experiment) from MLflow and write a report.
+
+What ``lit-nn compare`` and the end of ``lit-nn sweep`` do:
+
+    lit-nn compare experiments/compare_optimizers.yaml     # a sweep, by its file
+    lit-nn compare compare_depth                           # a sweep, by its name
+    lit-nn compare --experiment mnist --group-by optimizer # any experiment, grouped by a tag
+
+Writes ``reports/<name>/curves.png`` and ``report.md``; for a sweep they are also logged as
+artifacts of the sweep's parent run, so they show in the MLflow UI. The sweep runs this
+itself when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lit_nn.core.errors import UserError, unknown_choice
+from lit_nn.core.names import Tag
+from lit_nn.sweep.grid import POINT_NAME, SweepSpec, load_sweep, settings
+from lit_nn.sweep.plan import sweep_filter
+from lit_nn.sweep.report import CURVE_METRICS, Report, RunData, write_report
+from lit_nn.tracking.lifecycle import RunStatus
+from lit_nn.tracking.listing import search_all_runs
+
+REPORTS = Path("reports")
+
+
+def group_value(run: Any, group_by: str) -> str | None:
+    """The run's value of the grouping key: a tag, else a param (``lr`` finds ``model.lr``)."""
+    tags, params = run.data.tags, run.data.params
+    if group_by in tags:
+        return tags[group_by]
+    if group_by in params:
+        return params[group_by]
+    matches = [v for k, v in params.items() if k.rsplit(".", 1)[-1] == group_by]
+    return matches[0] if len(set(matches)) == 1 else None
+
+
+def to_run_data(client: Any, run: Any, group: str, with_history: bool) -> RunData:
+    history = {}
+    if with_history:
+        for metric in CURVE_METRICS:
+            points = client.get_metric_history(run.info.run_id, metric)
+            history[metric] = sorted((int(m.step), float(m.value)) for m in points)
+    return RunData(run_id=run.info.run_id, name=run.info.run_name or run.info.run_id[:8], group=group,
+                   status=run.info.status, start_ms=run.info.start_time or 0, end_ms=run.info.end_time,
+                   metrics=dict(run.data.metrics), params=dict(run.data.params), tags=dict(run.data.tags),
+                   history=history)
+
+
+def latest_per_point(runs: Sequence[Any]) -> list[Any]:
+    """For sweep runs: one run per ``config_hash`` (its latest FINISHED run, else its latest run),
+    so a re-run point or a ``--force`` re-run is not counted as an extra seed."""
+    best: dict[str, Any] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        key = run.data.tags.get(Tag.CONFIG_HASH) or run.info.run_id
+        old = best.get(key)
+        if old is None or run.info.status == RunStatus.FINISHED or old.info.status != RunStatus.FINISHED:
+            best[key] = run
+    return list(best.values())
+
+
+def collect_runs(client: Any, experiment_id: str, group_by: str, filter_string: str = "",
+                 dedupe_points: bool = False) -> tuple[list[RunData], list[str]]:
+    """Ended runs of the experiment as :class:`RunData`; also notes about runs left out."""
+    runs = [r for r in search_all_runs(client, [experiment_id], filter_string)
+            if r.data.tags.get(Tag.SWEEP_ROLE) != "parent"
+            and r.info.status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)]
+    if dedupe_points:
+        runs = latest_per_point(runs)
+    data, missing = [], []
+    for run in runs:
+        group = group_value(run, group_by)
+        if group is None:
+            missing.append(run.info.run_name or run.info.run_id[:8])
+            continue
+        data.append(to_run_data(client, run, group, with_history=run.info.status == RunStatus.FINISHED))
+    notes = []
+    if missing:
+        notes.append(f"Left out {len(missing)} run(s) without a {group_by!r} tag or param: "
+                     f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}.")
+    return data, notes
+
+
+def report_sweep(client: Any, experiment_id: str, sweep: str, group_by: str, order: Sequence[str] | None,
+                 parent_run_id: str | None, out_dir: Path | None = None) -> Report:
+    """The report of one sweep: its point runs, grouped; logged to the parent run when given."""
+    runs, notes = collect_runs(client, experiment_id, group_by, sweep_filter(sweep, "point"), dedupe_points=True)
+    if not runs:
+        raise UserError(f"sweep {sweep!r} has no finished or failed runs yet; run it with lit-nn sweep first")
+    header = [f"Sweep `{sweep}`, grouped by `{group_by}`"
+              + (f"; parent MLflow run `{parent_run_id}`." if parent_run_id else "."), *notes]
+    report = write_report(runs, out_dir or REPORTS / sweep, title=sweep, group_by=group_by, order=order,
+                          notes=header)
+    if parent_run_id:
+        client.log_artifact(parent_run_id, str(report.figure_path))
+        client.log_artifact(parent_run_id, str(report.markdown_path))
+    return report
+
+
+def sweep_order(spec: SweepSpec) -> list[str]:
+    """The sweep file's order of group values, so the report lists them as the file does."""
+    order = []
+    for label, _, varied in settings(spec):
+        order.append(label if spec.group_by == POINT_NAME else varied.get(spec.group_by, ""))
+    return [o for o in order if o]
+
+
+def compare(sweep: str | None = None, experiment: str | None = None, group_by: str | None = None,
+            out: Path | None = None) -> Report:
+    """The report of a sweep (by file or name), or of every run of ``experiment`` grouped by ``group_by``."""
+    from lit_nn.tracking.store import tracking_client
+
+    if sweep is None and not (experiment and group_by):
+        raise UserError("give a sweep (file or name), or both --experiment NAME and --group_by TAG")
+    client = tracking_client()
+    spec = None
+    if sweep and (sweep.endswith((".yaml", ".yml")) or Path(sweep).is_file()):
+        spec = load_sweep(sweep)
+    name = spec.name if spec else sweep
+    exp_name = experiment or (spec.experiment if spec else name)
+    found = client.get_experiment_by_name(exp_name)
+    if found is None:
+        names = [e.name for e in client.search_experiments()]
+        raise unknown_choice("experiment", exp_name, names or ["(none yet)"])
+    exp_id = found.experiment_id
+
+    if name is None:
+        runs, notes = collect_runs(client, exp_id, group_by)
+        if not runs:
+            raise UserError(f"experiment {exp_name!r} has no ended runs with a {group_by!r} tag or param")
+        return write_report(runs, out or REPORTS / exp_name, title=exp_name, group_by=group_by,
+                            notes=[f"Experiment `{exp_name}`, grouped by `{group_by}`.", *notes])
+    parents = search_all_runs(client, [exp_id], sweep_filter(name, "parent"))
+    if not parents:
+        raise UserError(f"no sweep named {name!r} in experiment {exp_name!r}; run lit-nn sweep first, or "
+                        "pass --experiment")
+    parent = parents[0]
+    group_by = group_by or (spec.group_by if spec else parent.data.tags.get(Tag.GROUP_BY))
+    if not group_by:
+        raise UserError(f"sweep {name!r} has no group_by tag; pass --group_by")
+    order = sweep_order(spec) if spec and group_by == spec.group_by else None
+    return report_sweep(client, exp_id, name, group_by, order, parent.info.run_id, out)

@@ -1,0 +1,218 @@
+"""Running a sweep: from its expanded points to finished MLflow runs and a report.
+
+``lit-nn sweep`` (``lit_nn.cli``) expands a sweep file (``experiments/compare_*.yaml``, format in ``lit_nn.sweep.grid``) into
+points, and trains every point that has no FINISHED run yet as a normal lit-nn run nested
+under the sweep's parent MLflow run. A failing or diverging point ends FAILED with its reason
+and the sweep goes on; the exit status says how many failed. At the end it writes the
+comparison report (``lit-nn compare``). Options of ``lit-nn fit`` given after the file
+(``--trainer.max_epochs 3``, ``--trainer.accelerator gpu``) go to every point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_nn.core.errors import UserError
+from lit_nn.core.names import Tag
+from lit_nn.sweep.grid import Point, SweepSpec, point_settings_count
+from lit_nn.sweep.plan import decide, point_runs
+from lit_nn.tracking.lifecycle import RunStatus, tracked_run
+
+REPORTS = Path("reports")
+
+
+def needs_own_process(config: dict[str, Any], extra_args: tuple[str, ...]) -> bool:
+    """Multi-device or multi-node training re-launches ``sys.argv``: it needs a real ``lit-nn fit``."""
+    trainer = config.get("trainer") or {}
+    values = {"devices": trainer.get("devices", "auto"), "num_nodes": trainer.get("num_nodes", 1)}
+    for i, arg in enumerate(extra_args):
+        for key in values:
+            flag = f"--trainer.{key}"
+            if arg == flag and i + 1 < len(extra_args):
+                values[key] = extra_args[i + 1]
+            elif arg.startswith(flag + "="):
+                values[key] = arg.split("=", 1)[1]
+    return str(values["devices"]).strip() not in ("1", "[0]") or str(values["num_nodes"]).strip() != "1"
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How to run a sweep (the options of ``lit-nn sweep`` besides the file and the pass-through flags)."""
+
+    workers: int = 1
+    force: bool = False
+    report: bool = True
+    out: Path | None = None
+    process_per_point: bool = False
+    threads: int | None = None
+    orphan_wait: float = 120.0
+
+
+def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: SweepOptions,
+              worker_command: list[str]) -> int:
+    """Run (or resume) a sweep; return the exit status: 0, 1 when points failed, 130 when interrupted.
+
+    ``worker_command`` starts one worker process (``lit_nn.sweep.worker.serve`` with a fit entry).
+    """
+    from lit_nn.sweep.claims import find_parent, sweep_lock, wait_for_orphans
+    from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
+
+    if options.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {options.workers}")
+    if options.threads is not None and options.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {options.threads}")
+    threads = options.threads or (None if os.environ.get("OMP_NUM_THREADS") else 1)
+    own_process = options.process_per_point or needs_own_process(spec.config, tuple(extra))
+    out_dir = options.out or REPORTS / spec.name
+    uri = prepare_store()
+    experiment_id = ensure_experiment(spec.experiment, uri)  # creates and migrates the store before workers
+    client = tracking_client(uri)
+    with sweep_lock(uri, spec.experiment, spec.name):
+        runs = wait_for_orphans(client, experiment_id, spec.name, timeout=options.orphan_wait)
+        decisions = decide(points, runs, force=options.force)
+        todo = [d.point for d in decisions if d.action == "run"]
+        mode = "a fresh process per point" if own_process else "in-process workers"
+        print(_header(spec, points, extra))
+        print(f"  {len(todo)} to run, {sum(d.action == 'done' for d in decisions)} already FINISHED, "
+              f"{sum(d.action == 'running' for d in decisions)} running elsewhere; "
+              f"{min(options.workers, max(len(todo), 1))} worker(s) × "
+              f"{threads or os.environ.get('OMP_NUM_THREADS')} thread(s), {mode}; logs in {out_dir / 'logs'}",
+              flush=True)
+        for d in decisions:
+            if d.action == "running":
+                print(f"  skip {d.point.run_name}: {d.note}")
+        parent_tags = {Tag.SWEEP: spec.name, Tag.SWEEP_ROLE: "parent", Tag.GROUP_BY: spec.group_by,
+                       Tag.SWEEP_FILE: str(spec.path or ""),
+                       Tag.NOTE: spec.description or f"lit-nn sweep {spec.path}: {len(points)} points"}
+        with tracked_run(client, experiment_id, spec.name, parent_tags,
+                         run_id=find_parent(client, experiment_id, spec.name)) as parent_run:
+            parent = parent_run.run_id
+            client.log_text(parent, yaml.safe_dump(_spec_record(spec, extra), sort_keys=False), "sweep.yaml")
+            outcomes, completed, seconds = _run(client, experiment_id, parent, spec, todo, extra, own_process,
+                                                out_dir, options.workers, threads, worker_command)
+            failed = [o for o in outcomes if o.status != RunStatus.FINISHED]
+            report = None
+            if completed and options.report:
+                report = _report(client, experiment_id, spec, parent, out_dir)
+            if not completed:
+                parent_run.end_as(RunStatus.KILLED, f"interrupted with {len(todo) - len(outcomes)} point(s) "
+                                                    "not started")
+            elif failed:
+                parent_run.end_as(RunStatus.FAILED, f"{len(failed)} of {len(points)} points failed")
+
+    done = sum(d.action == "done" for d in decisions)
+    print(f"sweep {spec.name!r}: ran {len(outcomes)} point(s) in {seconds:.0f} s, skipped {done} finished; "
+          f"parent run {parent}")
+    if report is not None:
+        print(f"report: {report.markdown_path} and {report.figure_path} (also artifacts of the parent run)")
+    if not completed:
+        print(f"sweep interrupted: {len(todo) - len(outcomes)} point(s) not started; run the same command "
+              "again to finish them", file=sys.stderr)
+        return 130
+    if failed:
+        listed = "; ".join(f"{o.point.run_name} ({o.status}: {o.reason[:160]})" for o in failed)
+        print(f"{len(failed)} of {len(points)} points failed: {listed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _header(spec: SweepSpec, points: list[Point], extra: list[str]) -> str:
+    return (f"sweep {spec.name!r}: {len(points)} points ({point_settings_count(spec)} settings × "
+            f"{len(spec.seeds)} seed(s)) in experiment {spec.experiment!r}"
+            + (f"; extra args: {' '.join(extra)}" if extra else ""))
+
+
+def _spec_record(spec: SweepSpec, extra: list[str]) -> dict[str, Any]:
+    return {"name": spec.name, "experiment": spec.experiment, "config": spec.config, "grid": spec.grid,
+            "points": spec.points, "seeds": spec.seeds, "seed_keys": spec.seed_keys,
+            "group_by": spec.group_by, "extra_args": list(extra)}
+
+
+def dry_run(spec: SweepSpec, points: list[Point], extra: list[str], force: bool) -> None:
+    """Print the plan from the store as it is; create and change nothing."""
+    from lit_nn.tracking.store import local_store_dir, resolve_tracking_uri, tracking_client
+
+    header = _header(spec, points, extra)
+    uri = resolve_tracking_uri()
+    store = local_store_dir(uri)
+    runs: list[Any] = []
+    if store is None or (store / "mlflow.db").is_file():
+        client = tracking_client(uri)
+        experiment = client.get_experiment_by_name(spec.experiment)
+        if experiment is not None:
+            runs = point_runs(client, experiment.experiment_id, spec.name)
+    decisions = decide(points, runs, force=force)
+    print(header + " — dry run, nothing is started")
+    width = max(len(p.run_name) for p in points)
+    for d in decisions:
+        status = d.note
+        if d.action == "running":
+            status += " — started again only if its process is gone"
+        word = {"run": "run ", "done": "skip", "running": "skip"}[d.action]
+        print(f"  {word} {d.point.run_name:<{width}}  hash {d.point.config_hash}  {status}")
+    print(f"{sum(d.action == 'run' for d in decisions)} of {len(points)} point(s) would run")
+
+
+def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: list[Point], extra: list[str],
+         own_process: bool, out_dir: Path, workers: int, threads: int | None,
+         worker_command: list[str]) -> tuple[list[Any], bool, float]:
+    """Write each point's config, run the points, print a line per point as it ends."""
+    import json
+
+    from lit_nn.sweep.runner import Job, run_jobs, settle_in_mlflow
+
+    outcomes: list[Any] = []
+    start = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"lit-nn-sweep-{spec.name}-") as tmp:
+            jobs = []
+            for point in todo:
+                config_path = Path(tmp) / f"{point.config_hash}.yaml"
+                config_path.write_text(yaml.safe_dump(point.config, sort_keys=False))
+                log = (out_dir / "logs" / f"{point.run_name}.log").resolve()
+                log.unlink(missing_ok=True)
+                job = Job(point, [], log, own_process, experiment_id)
+                tags = {**point.tags(spec.name, parent), Tag.SWEEP_ATTEMPT: job.attempt}
+                job.argv = ["fit", "-c", str(config_path), "--experiment", spec.experiment,
+                            "--run_name", point.run_name, "--tags", json.dumps(tags),
+                            "--trainer.enable_progress_bar=false", *extra]
+                jobs.append(job)
+            width = max((len(p.run_name) for p in todo), default=0)
+
+            def settle(job: Job, result: dict[str, Any]) -> None:
+                outcome = settle_in_mlflow(client, experiment_id, parent, spec.name, job, result)
+                outcomes.append(outcome)
+                m = outcome.metrics
+                detail = (f"val_acc {m.get('val_acc', float('nan')):.4f}  test_acc {m.get('test_acc', float('nan')):.4f}"
+                          if outcome.status == RunStatus.FINISHED else outcome.reason[:200])
+                print(f"[{len(outcomes):>{len(str(len(todo)))}}/{len(todo)}] {job.point.run_name:<{width}}  "
+                      f"{outcome.status:<8}  {detail}  ({outcome.seconds:.1f} s)", flush=True)
+
+            completed = run_jobs(jobs, workers, settle, worker_command, threads)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return outcomes, completed, time.monotonic() - start
+
+
+def _report(client: Any, experiment_id: str, spec: SweepSpec, parent: str, out_dir: Path) -> Any:
+    from lit_nn.sweep.compare import report_sweep, sweep_order
+
+    try:
+        return report_sweep(client, experiment_id, spec.name, spec.group_by, sweep_order(spec), parent, out_dir)
+    except UserError as err:
+        print(f"report: skipped ({err})", file=sys.stderr)
+        return None

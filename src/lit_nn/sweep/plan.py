@@ -1,0 +1,61 @@
+"""What a (re-)run of a sweep must do with each point: run it, or skip it as done or running.
+
+A point is identified by its ``config_hash`` tag. A re-run skips a point with a FINISHED run
+of the same hash and runs it again when its runs are FAILED, KILLED or missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lit_nn.core.names import Tag
+from lit_nn.sweep.grid import Point
+from lit_nn.tracking.lifecycle import RunStatus
+from lit_nn.tracking.listing import search_all_runs
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one point, and why."""
+
+    point: Point
+    action: str          # "run" | "done" | "running"
+    note: str = ""       # e.g. "FINISHED run 1a2b3c4d", "previous: FAILED"
+    run_id: str | None = None
+
+
+def sweep_filter(sweep: str, role: str) -> str:
+    """The MLflow search filter for a sweep's ``parent`` run or its ``point`` runs."""
+    return f"tags.{Tag.SWEEP} = '{sweep}' and tags.{Tag.SWEEP_ROLE} = '{role}'"
+
+
+def point_runs(client: Any, experiment_id: str, sweep: str) -> list[Any]:
+    """Every (active) point run of the sweep in the experiment, under any parent."""
+    return search_all_runs(client, [experiment_id], sweep_filter(sweep, "point"))
+
+
+def decide(points: list[Point], runs: list[Any], force: bool = False) -> list[Decision]:
+    """Skip FINISHED and live RUNNING points (FINISHED ones too unless ``force``); run the rest."""
+    by_hash: dict[str, list[Any]] = {}
+    for run in runs:
+        by_hash.setdefault(run.data.tags.get(Tag.CONFIG_HASH, ""), []).append(run)
+    decisions = []
+    for point in points:
+        found = sorted(by_hash.get(point.config_hash, []), key=lambda r: r.info.start_time or 0)
+        running = [r for r in found if r.info.status == RunStatus.RUNNING]
+        finished = [r for r in found if r.info.status == RunStatus.FINISHED]
+        if running:
+            r = running[-1]
+            where = f"pid {r.data.tags.get(Tag.PID, '?')} on {r.data.tags.get(Tag.HOST, '?')}"
+            decisions.append(Decision(point, "running", f"RUNNING run {r.info.run_id[:8]} ({where})",
+                                      r.info.run_id))
+        elif finished and not force:
+            r = finished[-1]
+            decisions.append(Decision(point, "done", f"FINISHED run {r.info.run_id[:8]}", r.info.run_id))
+        else:
+            note = f"previous: {found[-1].info.status}" if found else "new"
+            if finished and force:
+                note = "forced"
+            decisions.append(Decision(point, "run", note))
+    return decisions

@@ -1,0 +1,221 @@
+"""Comparison reports: learning curves and a summary table, one line/row per group.
+
+Pure functions over :class:`RunData` (what ``lit_nn.sweep.compare`` reads from MLflow), so the
+numbers in the table and the lines in the plot can be checked against the runs directly.
+A group (an optimizer, a depth...) holds the runs of its seeds; curves show the mean over
+seeds at every epoch with a min–max band, and the table shows mean [min, max].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from lit_nn.core.names import Metric, Param, Tag  # noqa: E402
+from lit_nn.tracking.lifecycle import RunStatus  # noqa: E402
+
+CURVE_METRICS = (Metric.VAL_ACC, Metric.TRAIN_LOSS)
+TITLES = {Metric.VAL_ACC: "validation accuracy", Metric.TRAIN_LOSS: "training loss"}
+
+
+@dataclass
+class RunData:
+    """What a report needs of one MLflow run."""
+
+    run_id: str
+    name: str
+    group: str
+    status: str
+    start_ms: int
+    end_ms: int | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> (epoch, value)
+
+    @property
+    def wall_s(self) -> float | None:
+        return (self.end_ms - self.start_ms) / 1000 if self.end_ms and self.start_ms else None
+
+    @property
+    def epochs(self) -> int:
+        steps = {s for s, _ in self.history.get(Metric.TRAIN_LOSS, [])} or {s for s, _ in self.history.get(Metric.VAL_ACC, [])}
+        return len(steps)
+
+    @property
+    def best_val_acc(self) -> float | None:
+        values = [v for _, v in self.history.get(Metric.VAL_ACC, [])]
+        return max(values) if values else None
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and range of one number over a group's runs."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> Stat | None:
+        vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        if not vals:
+            return None
+        return cls(sum(vals) / len(vals), min(vals), max(vals), len(vals))
+
+    def fmt(self, digits: int = 4) -> str:
+        if self.n == 1 or self.lo == self.hi:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One row of the summary table."""
+
+    group: str
+    runs: int
+    best_val_acc: Stat | None
+    test_acc: Stat | None
+    epochs: Stat | None
+    wall_s: Stat | None
+    num_parameters: str
+
+
+def order_groups(runs: Sequence[RunData], order: Sequence[str] | None = None) -> list[str]:
+    """Groups in the given order (unknown ones after it); else numeric if all numbers; else by
+    when each group first ran (a sweep runs its points in file order)."""
+    present = {r.group for r in runs}
+    if order:
+        known = [g for g in dict.fromkeys(order) if g in present]
+        rest = [g for g in present if g not in known]
+        return known + order_groups([r for r in runs if r.group in rest])
+    try:
+        return sorted(present, key=float)
+    except ValueError:
+        first = {}
+        for r in sorted(runs, key=lambda r: r.start_ms):
+            first.setdefault(r.group, r.start_ms)
+        return sorted(present, key=lambda g: (first[g], g))
+
+
+def summarize(runs: Sequence[RunData], order: Sequence[str] | None = None) -> list[GroupRow]:
+    """One row per group over its FINISHED runs."""
+    finished = [r for r in runs if r.status == RunStatus.FINISHED]
+    rows = []
+    for group in order_groups(finished, order):
+        members = [r for r in finished if r.group == group]
+        counts = sorted({r.params.get(Param.NUM_PARAMETERS, "") for r in members} - {"", "None"})
+        rows.append(GroupRow(
+            group=group, runs=len(members),
+            best_val_acc=Stat.of([r.best_val_acc for r in members]),
+            test_acc=Stat.of([r.metrics.get(Metric.TEST_ACC) for r in members]),
+            epochs=Stat.of([r.epochs for r in members]),
+            wall_s=Stat.of([r.wall_s for r in members]),
+            num_parameters="/".join(f"{int(c):,}" if c.isdigit() else c for c in counts) or "-",
+        ))
+    return rows
+
+
+def curve_data(runs: Sequence[RunData], metric: str, order: Sequence[str] | None = None
+               ) -> dict[str, tuple[list[int], list[float], list[float], list[float]]]:
+    """Per group: epochs and the mean, min and max over its FINISHED runs at each epoch."""
+    finished = [r for r in runs if r.status == RunStatus.FINISHED and r.history.get(metric)]
+    out = {}
+    for group in order_groups(finished, order):
+        per_epoch: dict[int, list[float]] = {}
+        for run in (r for r in finished if r.group == group):
+            for step, value in run.history[metric]:
+                per_epoch.setdefault(step, []).append(value)
+        steps = sorted(per_epoch)
+        out[group] = (steps, [sum(per_epoch[s]) / len(per_epoch[s]) for s in steps],
+                      [min(per_epoch[s]) for s in steps], [max(per_epoch[s]) for s in steps])
+    return out
+
+
+def curves_figure(runs: Sequence[RunData], group_by: str, order: Sequence[str] | None = None,
+                  title: str = "") -> plt.Figure:
+    """``val_acc`` and ``train_loss`` against epoch: one line per group, min–max band over seeds."""
+    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(6.2 * len(CURVE_METRICS), 4.6))
+    cmap = plt.get_cmap("tab10")
+    for ax, metric in zip(axes, CURVE_METRICS, strict=True):
+        data = curve_data(runs, metric, order)
+        for i, (group, (steps, mean, lo, hi)) in enumerate(data.items()):
+            color = cmap(i % 10)
+            ax.plot(steps, mean, marker="o", markersize=3, color=color, label=group)
+            if any(a != b for a, b in zip(lo, hi, strict=True)):
+                ax.fill_between(steps, lo, hi, color=color, alpha=0.18, linewidth=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(TITLES.get(metric, metric))
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        values = [v for _, m, lo, _ in data.values() for v in (*m, *lo)]
+        if metric.endswith("loss") and values and min(values) > 0 and max(values) / min(values) > 20:
+            ax.set_yscale("log")  # losses of different optimizers span decades
+        if data:
+            ax.legend(title=group_by, fontsize=8, title_fontsize=8)
+    seeds = max((row.runs for row in summarize(runs, order)), default=0)
+    how = (f"mean of {seeds} seeds per {group_by}, band = min–max" if seeds > 1 else f"one run per {group_by}")
+    fig.suptitle(f"{title} ({how})" if title else how)
+    fig.tight_layout()
+    return fig
+
+
+def markdown(title: str, group_by: str, rows: Sequence[GroupRow], failed: Sequence[RunData],
+             notes: Sequence[str] = ()) -> str:
+    """The report: a summary table, the curves image, and the runs that failed (with why)."""
+    lines = [f"# {title}", "", *notes, "" if notes else "",
+             f"| {group_by} | runs | best val_acc | final test_acc | epochs | wall time (s) | parameters |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        cells = [row.best_val_acc.fmt(4) if row.best_val_acc else "-",
+                 row.test_acc.fmt(4) if row.test_acc else "-",
+                 row.epochs.fmt(1) if row.epochs else "-",
+                 row.wall_s.fmt(1) if row.wall_s else "-"]
+        lines.append(f"| {row.group} | {row.runs} | " + " | ".join(cells) + f" | {row.num_parameters} |")
+    lines += ["", "Numbers are the mean over seeds, [min, max] when they differ. best val_acc is each "
+              "run's highest validation accuracy over its epochs; final test_acc is measured once on the "
+              "test split after training; wall time covers the whole run (training, validation, test).",
+              "", "![learning curves](curves.png)", ""]
+    if failed:
+        lines += ["## Runs that did not finish", "", "| run | status | reason |", "|---|---|---|"]
+        for run in failed:
+            reason = run.tags.get(Tag.FAILURE_REASON, "").replace("|", "\\|").replace("\n", " ")[:300]
+            lines.append(f"| {run.name} | {run.status} | {reason} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``write_report`` produced."""
+
+    markdown_path: Path
+    figure_path: Path
+    rows: list[GroupRow]
+    figure: plt.Figure
+
+
+def write_report(runs: Sequence[RunData], out_dir: Path, title: str, group_by: str,
+                 order: Sequence[str] | None = None, notes: Sequence[str] = ()) -> Report:
+    """Write ``curves.png`` and ``report.md`` into ``out_dir``; return them and the table rows."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = summarize(runs, order)
+    figure = curves_figure(runs, group_by, order, title)
+    figure_path = out_dir / "curves.png"
+    figure.savefig(figure_path, dpi=110)
+    plt.close(figure)
+    failed = [r for r in runs if r.status in (RunStatus.FAILED, RunStatus.KILLED)]
+    md_path = out_dir / "report.md"
+    md_path.write_text(markdown(title, group_by, rows, failed, notes))
+    return Report(md_path, figure_path, rows, figure)

@@ -1,0 +1,170 @@
+"""Callbacks that connect a fit to its MLflow run: config, tags, checkpoints, figures, samples, failures.
+
+They read what the model and the data offer through the declared contracts
+(:class:`lit_nn.models.LitModel`, :class:`lit_nn.data.LitDataModule`), and write through the
+run's :class:`~lit_nn.tracking.logger.MLflowTracker` on rank 0 only.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+from lit_nn.core.names import Param, Tag
+from lit_nn.data.datamodule import LitDataModule
+from lit_nn.models.base import LitModel
+from lit_nn.tracking.logger import MLflowTracker
+from lit_nn.tracking.store import checkpoint_root, process_tags
+
+
+def find_tracker(trainer: L.Trainer) -> MLflowTracker | None:
+    """The trainer's lit-nn MLflow logger, if it has one (``--trainer.logger false`` has none)."""
+    return next((lg for lg in trainer.loggers if isinstance(lg, MLflowTracker)), None)
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"class_path": C, "init_args": {"depth": 2}}}`` → ``{"model": C, "model.depth": 2}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "init_args" and isinstance(value, dict):
+            flat.update(flatten_config(value, prefix))
+            continue
+        name = prefix[:-1] if key == "class_path" else f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{name}."))
+        elif key not in ("config", "__path__"):
+            flat[name] = value
+    return flat
+
+
+class MLflowSaveConfig(SaveConfigCallback):
+    """LightningCLI's config saving, into the MLflow run: ``config.yaml`` (re-run it with
+    ``lit-nn fit -c``) and the flattened config as params (``model.depth``, ``trainer.max_epochs``...).
+
+    A resumed run already has both (MLflow params are write-once), so it is left as it is.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        tracker = find_tracker(trainer)
+        if tracker is None or tracker.resumed:
+            return
+        config_yaml = self.parser.dump(self.config, skip_none=False, format="yaml")
+        tracker.log_hyperparams(flatten_config(yaml.safe_load(config_yaml)))
+        tracker.log_text(config_yaml, self.config_filename)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Checkpoints in ``<checkpoint root>/<run id>/``: ``best.ckpt`` (by the model's monitor) and ``last.ckpt``.
+
+    The run id exists only on rank 0; ``ModelCheckpoint.setup`` broadcasts rank 0's dirpath
+    to the other ranks, so every rank agrees on the folder.
+    """
+
+    def __init__(self, model: LitModel, root: Path | None = None) -> None:
+        monitor, mode = model.monitor
+        super().__init__(monitor=monitor, mode=mode, filename="best", save_last=True, save_top_k=1,
+                         enable_version_counter=False)
+        self.root = root
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        tracker = find_tracker(trainer)
+        if trainer.is_global_zero and self.dirpath is None:
+            run = tracker.run_id if tracker is not None else "untracked"
+            self.dirpath = str((self.root or checkpoint_root()) / run)
+        super().setup(trainer, pl_module, stage)
+
+
+class RunRecorder(L.Callback):
+    """Writes what a run is made of and what it produced into its MLflow run (rank 0 only).
+
+    At the start: the model's and data's tags, ``num_parameters`` and ``data_source`` (known
+    only once the model and data are set up). After each validation: the model's text sample.
+    After test: the confusion matrix. After fit: the best checkpoint (``log_checkpoint``).
+    On an exception: the error, for the run's end status.
+    """
+
+    def __init__(self, log_checkpoint: bool = True) -> None:
+        self.log_checkpoint = log_checkpoint
+        self._recorded = False
+
+    @rank_zero_only
+    def _record_run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        tracker = find_tracker(trainer)
+        if tracker is None or self._recorded or not isinstance(pl_module, LitModel):
+            return
+        self._recorded = True
+        datamodule = trainer.datamodule
+        ckpt = trainer.checkpoint_callback
+        if trainer.state.fn == "fit" and isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath:
+            last = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+            tracker.set_tags({Tag.CHECKPOINT_DIR: ckpt.dirpath, Tag.LAST_CHECKPOINT: str(last)})
+            rank_zero_info(f"checkpoints: {ckpt.dirpath} (last.ckpt each epoch, best.ckpt by {ckpt.monitor})")
+        if tracker.resumed:
+            tracker.set_tags({**process_tags(), Tag.RESUMED_AT: str(int(time.time() * 1000))})
+            return
+        tags = pl_module.run_tags()
+        source = None
+        if isinstance(datamodule, LitDataModule):
+            source = datamodule.source
+            tags.update({Tag.DATASET: datamodule.dataset_name, Tag.DATA_SOURCE: str(source)})
+        tracker.log_hyperparams({Param.NUM_PARAMETERS: pl_module.num_parameters, Param.DATA_SOURCE: source})
+        tracker.set_tags(tags)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record_run(trainer, pl_module)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record_run(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._record_run(trainer, pl_module)
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        tracker = find_tracker(trainer)
+        if tracker is None or not isinstance(pl_module, LitModel) or pl_module.sample_text is None:
+            return
+        name = f"epoch_{pl_module.current_epoch:03d}"
+        if trainer.state.fn != "fit":  # `lit-nn validate`
+            name = "validate"
+        elif not trainer.is_last_batch:  # validation inside an epoch (val_check_interval)
+            name += f"_step_{pl_module.global_step:07d}"
+        tracker.log_text(pl_module.sample_text, f"samples/{name}.txt")
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        tracker = find_tracker(trainer)
+        ckpt = trainer.checkpoint_callback
+        if tracker is None or not isinstance(ckpt, ModelCheckpoint):
+            return
+        if self.log_checkpoint and ckpt.best_model_path:
+            tracker.log_artifact(ckpt.best_model_path, "checkpoints")
+
+    @rank_zero_only
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        tracker = find_tracker(trainer)
+        if tracker is None or not isinstance(pl_module, LitModel) or pl_module.confusion_matrix is None:
+            return
+        from lit_nn.tracking.figures import confusion_matrix_figure, plt
+
+        datamodule = trainer.datamodule
+        classes = datamodule.classes if isinstance(datamodule, LitDataModule) else None
+        figure = confusion_matrix_figure(pl_module.confusion_matrix, classes)
+        tracker.log_figure(figure, "confusion_matrix.png")
+        plt.close(figure)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        tracker = find_tracker(trainer)
+        if tracker is not None:
+            tracker.failure = exception

@@ -1,0 +1,91 @@
+"""The Lightning logger of every lit-nn fit: Lightning's ``MLFlowLogger`` with lit-nn's conventions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from lit_nn.tracking.lifecycle import RunStatus, end_run, failure_reason
+from lit_nn.tracking.store import artifact_location, resolve_tracking_uri, standard_tags
+
+
+class MLflowTracker(MLFlowLogger):
+    """``MLFlowLogger`` that logs by epoch and ends its run through :func:`end_run`.
+
+    * Metrics use the epoch as MLflow step, so every chart's x axis is the epoch.
+    * The experiment is created with the local artifact location (``ensure_experiment``).
+    * The end status distinguishes FINISHED, FAILED and KILLED (Ctrl-C), with the reason:
+      Lightning itself reports every interruption as "failed", without one.
+    """
+
+    def __init__(
+        self,
+        experiment_name: str = "lit-nn",
+        run_name: str | None = None,
+        run_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        tracking_uri: str | None = None,
+    ) -> None:
+        uri = tracking_uri or resolve_tracking_uri()
+        super().__init__(
+            experiment_name=experiment_name,
+            run_name=run_name,
+            run_id=run_id,
+            tags={**standard_tags(), **(tags or {})},
+            tracking_uri=uri,
+            artifact_location=artifact_location(experiment_name, uri),
+            log_model=False,  # lit-nn logs the best checkpoint itself, once, at the end
+        )
+        self.resumed = run_id is not None  # a resumed run has its params (MLflow params are write-once)
+        self.failure: BaseException | None = None  # set by the RunRecorder callback's on_exception
+        self._ended: RunStatus | None = None
+
+    @property
+    def experiment_name(self) -> str:
+        return self._experiment_name
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._tracking_uri
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        metrics = dict(metrics)
+        epoch = metrics.pop("epoch", None)
+        super().log_metrics(metrics, step=int(epoch) if epoch is not None else step)
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        """Lightning calls this after fit and after test, with "success" or "failed"."""
+        if not self._initialized:
+            return
+        if status == "failed":
+            error = self.failure or RuntimeError("Lightning reported the run as failed")
+            end, reason = RunStatus.of(error), failure_reason(error)
+        else:
+            end, reason = RunStatus.FINISHED, ""
+        if end is RunStatus.FINISHED and self._ended not in (None, RunStatus.FINISHED):
+            return  # a failure already recorded stands
+        end_run(self.experiment, self.run_id, end, reason)
+        self._ended = end
+
+    @rank_zero_only
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.experiment.log_text(self.run_id, text, artifact_file)
+
+    @rank_zero_only
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.experiment.log_artifact(self.run_id, str(path), artifact_path)
+
+    @rank_zero_only
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.experiment.log_figure(self.run_id, figure, artifact_file)
+
+    @rank_zero_only
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.experiment.set_tag(self.run_id, key, str(value))

@@ -1,0 +1,101 @@
+"""The benchmarks run and produce well-formed numbers (never how fast anything is: that is
+``make bench``'s job, on a quiet machine)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # `benchmarks` is a top-level folder, not part of the installed package
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger_levels():
+    """The benchmarks silence Lightning's loggers process-wide (``quiet_lightning``); put the
+    levels back so later in-process CLI tests still see the messages they check."""
+    import logging
+
+    names = ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def _positive(x: float) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_training_benchmark_runs_on_tiny_data(tmp_path: Path) -> None:
+    from benchmarks.common import machine_info
+
+    from benchmarks import bench_training, run_all
+
+    chosen = ["cnn_trainer_bar", "cnn_plain", "cnn32_tutorial", "cnn32_trainer_bar"]
+    result = bench_training.run(quick=True, rounds=1, epochs=2, only=chosen, n_train=48, workdir=tmp_path,
+                                warmup=False)
+
+    assert set(result["variants"]) == set(chosen)
+    for name, v in result["variants"].items():
+        assert len(v["epochs"]) == 1 and len(v["epochs"][0]) == 2, name
+        assert all(_positive(e) for e in v["epochs"][0]), name
+        assert _positive(v["epoch_s"]) and _positive(v["samples_per_s"]), name
+        assert v["samples"] == 48
+    labels = {c["label"]: c for c in result["comparisons"]}
+    cnn = labels["CNN: Trainer (as `make train`) / plain loop"]
+    assert _positive(cnn["value"]) and cnn["met"] in (True, False) and cnn["target"] == "≤ 1.1×"
+    tutorial = labels["CNN batch 32: tutorial loop / lit-nn Trainer"]
+    assert _positive(tutorial["value"]) and tutorial["target"] == "≥ 2×"
+    # the tutorial loop found the IDX files written for torchvision (it would have tried to download)
+    assert (tmp_path / "torchvision" / "MNIST" / "raw" / "train-images-idx3-ubyte").stat().st_size == 16 + 48 * 784
+
+    section = bench_training.report(result)
+    assert "| `cnn_plain` |" in section and "nan" not in section
+    args = run_all.parse_args(["--quick", "--out", str(tmp_path / "B.md")])
+    text = run_all.render(args, machine_info(1), {"training": result}, {"training": section}, {}, 1.0)
+    assert text.startswith("# lit-nn benchmarks") and "QUICK RUN" in text and "## Targets" in text
+
+
+@pytest.mark.slow
+def test_make_bench_quick_end_to_end(tmp_path: Path) -> None:
+    """``python -m benchmarks --quick`` (what ``make bench`` runs, on tiny sizes) writes its files."""
+    out, raw = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--threads", "1", "--out", str(out), "--json", str(raw),
+         "--only", "training,overhead,accuracy,startup"],
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    for heading in ("## Targets", "## Training speed", "## Where the Trainer's overhead goes", "## Time to accuracy",
+                    "## `make train` from start to finish"):
+        assert heading in text
+    assert "FAILED" not in text
+    numbers = json.loads(raw.read_text())
+    assert numbers["machine"]["torch_threads"] == 1
+    assert numbers["results"]["startup"]["make_train"]["wall_s"] > 0
+    training = numbers["results"]["training"]
+    mlflow_cost = [c for c in training["comparisons"] if c["label"].startswith("MLflow logging (per-epoch")]
+    assert mlflow_cost and math.isfinite(mlflow_cost[0]["value"])
+    assert training["variants"]["cnn_val_mlflow"]["epoch_s"] > 0
+
+
+def test_char_rnn_throughput_falls_back_to_the_embedded_corpus(tmp_path: Path) -> None:
+    """``make bench`` on a clone without ../shared still measures chars/s (on pydoc_data.topics)."""
+    from benchmarks import bench_char_rnn
+
+    result = bench_char_rnn.run(text=tmp_path / "absent.txt", steps=2, reps=1, skip_quality=True,
+                                overrides=["model.init_args.hidden=32", "data.init_args.batch_size=4"])
+    tp = result["throughput"]
+    assert "embedded corpus" in result["text"]
+    assert _positive(tp["plain_chars_per_s"]) and _positive(tp["lightning_chars_per_s"])
+    assert tp["chars_per_step"] == 4 * 64  # batch × seq_len: the overrides reached the batches
+    with pytest.raises(SystemExit, match="absent.txt not found"):  # the quality curve needs the real text
+        bench_char_rnn.run(text=tmp_path / "absent.txt", skip_throughput=True)

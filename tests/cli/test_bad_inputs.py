@@ -1,0 +1,130 @@
+"""The bad-input catalogue: every user mistake gets one clear sentence, a non-zero exit, no
+traceback, and leaves nothing RUNNING in MLflow.
+
+Each row: an id, the ``lit-nn`` arguments (``{tmp}`` is the test's temp dir, ``{cores+1}``
+one more device than this machine has cores), and fragments the error line must contain.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import assert_clean_error, run_main
+
+MLP = ["fit", "-c", "experiments/mnist_mlp.yaml"]
+QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.enable_progress_bar",
+         "false"]
+
+CASES = [
+    # -- the command line
+    ("unknown-command", ["fitt"], ["unknown command 'fitt'", "valid: fit"]),
+    ("unknown-optimizer", [*MLP, "--model.init_args.optimizer", "adamm"], ["unknown optimizer 'adamm'", "adam"]),
+    ("unknown-activation", [*MLP, "--model.init_args.activation", "relu6"], ["unknown activation 'relu6'", "gelu"]),
+    ("unknown-dataset", [*MLP, "--data.init_args.dataset", "mnsit"], ["unknown dataset 'mnsit'", "fashion_mnist"]),
+    ("negative-depth", [*MLP, "--model.init_args.depth", "-1"], ["model.depth must be >= 0, got -1"]),
+    ("zero-width", [*MLP, "--model.init_args.hidden", "0"], ["model.hidden must be > 0, got 0"]),
+    ("zero-lr", [*MLP, "--model.init_args.lr", "0"], ["lr must be > 0, got 0"]),
+    ("negative-lr", [*MLP, "--model.init_args.lr", "-0.1"], ["lr must be > 0, got -0.1"]),
+    ("zero-batch", [*MLP, "--data.init_args.batch_size", "0"], ["data.batch_size must be > 0, got 0"]),
+    ("dropout-range", [*MLP, "--model.init_args.dropout", "1.5"], ["model.dropout must be in [0, 1), got 1.5"]),
+    ("negative-epochs", [*MLP, "--trainer.max_epochs", "-3"], ["invalid Trainer setting", "max_epochs", "-3"]),
+    ("too-many-cpu-devices", [*MLP, "--trainer.accelerator", "cpu", "--trainer.devices", "{cores+1}"],
+     ["--trainer.devices {cores+1}", "cores"]),
+    ("unknown-accelerator", [*MLP, "--trainer.accelerator", "tpux"], ["invalid Trainer setting", "tpux"]),
+    ("unknown-model-class", ["fit", "--model", "lit_nn.models.MLPX"], ["unknown class 'lit_nn.models.MLPX'"]),
+    ("unknown-model-option", [*MLP, "--model.init_args.depht", "3"], ["unknown option 'depht'", "did you mean 'depth'"]),
+    ("wrong-type", [*MLP, "--model.init_args.depth", "abc"], ["depth expects int", "'abc'"]),
+    # -- config files
+    ("yaml-syntax", ["fit", "-c", "{tmp}/syntax.yaml"], ["not valid YAML", "line 5"]),
+    ("unknown-config-key", ["fit", "-c", "{tmp}/unknown_key.yaml"], ["unknown config key 'modle", "did you mean 'model'"]),
+    ("nan-in-yaml", [*MLP, "-c", "{tmp}/nan.yaml"], ["model.init_args.lr is NaN"]),
+    ("missing-config", ["fit", "-c", "{tmp}/missing.yaml"], ["missing.yaml does not exist"]),
+    ("config-is-directory", ["fit", "-c", "{tmp}"], ["is a directory"]),
+    ("config-not-utf8", ["fit", "-c", "{tmp}/binary.yaml"], ["not UTF-8 text", "offset"]),
+    ("missing-checkpoint", [*MLP, "--ckpt_path", "{tmp}/none.ckpt"], ["none.ckpt does not exist"]),
+    ("not-a-checkpoint", ["test", "-c", "experiments/mnist_mlp.yaml", "--ckpt_path", "{tmp}/syntax.yaml"],
+     ["not a readable checkpoint"]),
+    ("resume-unknown-run", [*MLP, "--resume", "0123456789abcdef"], ["--resume 0123456789abcdef: no such run"]),
+    ("resume-nothing", [*MLP, "--ckpt_path", "last"], ["--ckpt_path last", "no runs to resume"]),
+    ("empty-corpus", ["fit", "-c", "experiments/char_rnn.yaml", "--data.init_args.path", "{tmp}/empty.txt", *QUICK],
+     ["empty.txt", "empty"]),
+    # -- sweeps
+    ("sweep-missing-file", ["sweep", "{tmp}/nope.yaml"], ["nope.yaml", "does not exist"]),
+    ("sweep-not-a-sweep", ["sweep", "experiments/mnist_mlp.yaml"], ["unknown key", "'seed_everything'", "grid"]),
+    ("sweep-zero-workers", ["sweep", "experiments/compare_depth.yaml", "--workers", "0"], ["--workers must be >= 1"]),
+    # -- sampling
+    ("generate-missing-checkpoint", ["generate", "--ckpt", "{tmp}/none.ckpt"], ["none.ckpt", "does not exist"]),
+    ("generate-classifier-checkpoint", ["generate", "--ckpt", "{tmp}/rnn/mlp.ckpt"], ["not a char-RNN checkpoint"]),
+    ("generate-prime-outside-vocab", ["generate", "--ckpt", "{tmp}/rnn/abc.ckpt", "--prime", "abz"], ["'z'"]),
+    ("generate-negative-length", ["generate", "--ckpt", "{tmp}/rnn/abc.ckpt", "--length", "-5"],
+     ["--length must be > 0, got -5"]),
+    # -- labs
+    ("lab-unknown", ["lab", "gatez"], ["unknown lab 'gatez'", "did you mean 'gates'"]),
+    ("lab-zero-steps", ["lab", "trajectories", "--steps", "0"], ["steps must be > 0, got 0"]),
+    ("lab-negative-lr", ["lab", "trajectories", "--lr", "-1"], ["lr must be > 0"]),
+    ("lab-unknown-function", ["lab", "trajectories", "--functions", "saddle"], ["unknown function 'saddle'", "round"]),
+]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny char-RNN checkpoint (vocabulary a, b, c) and a classifier checkpoint."""
+    import lightning as L
+
+    from lit_nn.data import TextDataModule
+    from lit_nn.models import MLP, CharRNN
+
+    folder = tmp_path_factory.mktemp("rnn")
+    (folder / "abc.txt").write_text("abcabcabc" * 40)
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", limit_val_batches=1)
+    trainer.fit(CharRNN(embedding=4, hidden=8, sample_length=0),
+                datamodule=TextDataModule(path=str(folder / "abc.txt"), seq_len=8, batch_size=4))
+    trainer.save_checkpoint(folder / "abc.ckpt")
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
+    trainer.strategy.connect(MLP(depth=0))
+    trainer.save_checkpoint(folder / "mlp.ckpt")
+    return folder
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path, checkpoints: Path) -> Path:
+    (tmp_path / "rnn").symlink_to(checkpoints)
+    (tmp_path / "syntax.yaml").write_text("model:\n  class_path: lit_nn.models.MLP\n  init_args:\n"
+                                          "    depth: 2\n   hidden: 3\n")
+    (tmp_path / "unknown_key.yaml").write_text("modle:\n  class_path: lit_nn.models.MLP\n")
+    (tmp_path / "nan.yaml").write_text("model:\n  init_args:\n    lr: .nan\n")
+    (tmp_path / "binary.yaml").write_bytes(b"model: \xff\xfe\n")
+    (tmp_path / "empty.txt").write_text("   \n\n")
+    return tmp_path
+
+
+def _fill(args: list[str], tmp: Path) -> list[str]:
+    cores = os.cpu_count() or 1
+    return [a.replace("{tmp}", str(tmp)).replace("{cores+1}", str(cores + 1)) for a in args]
+
+
+@pytest.mark.parametrize(("args", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_error(args, fragments, bad_files, capsys, client):
+    result = run_main(capsys, *_fill(args, bad_files))
+    assert_clean_error(result, *_fill(fragments, bad_files))
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr[-2000:]
+    running = [r for exp in client.search_experiments() for r in client.search_runs([exp.experiment_id])
+               if r.info.status == "RUNNING"]
+    assert running == [], "a run was left RUNNING"
+
+
+def test_non_writable_tracking_store(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a file where the store's folder should be: not writable even for root
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{blocker}/mlruns/mlflow.db")
+    result = run_main(capsys, *MLP, *QUICK)
+    assert_clean_error(result, "cannot write the MLflow store", "MLFLOW_TRACKING_URI")
+
+
+def test_catalogue_is_large_enough():
+    assert len(CASES) + 1 >= 25

@@ -1,0 +1,58 @@
+"""The progress bar feeds Lightning's Rich bar a few times a second, and still ends each loop exact."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_nn.cli.progress import ProgressBar
+from lit_nn.models import MLP
+
+
+class SlowMLP(MLP):
+    """Each step takes ~2 ms, so 60 steps span several update intervals."""
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(0.002)
+        return super().training_step(batch, batch_idx)
+
+
+def _fit_with_bar(bar: ProgressBar, steps: int) -> list[tuple[object, float]]:
+    updates: list[tuple[object, float]] = []
+    original = bar._update
+
+    def record(task_id, current, visible=True, hard=False):
+        updates.append((task_id, current))
+        original(task_id, current, visible, hard)
+
+    bar._update = record
+    x, y = torch.randn(steps * 4, 1, 28, 28), torch.randint(0, 10, (steps * 4,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, limit_val_batches=0, callbacks=[bar])
+    torch.manual_seed(0)
+    trainer.fit(SlowMLP(depth=0), loader)
+    return updates
+
+
+def test_bar_is_fed_less_often_but_ends_every_epoch_at_the_total() -> None:
+    with open(os.devnull, "w") as devnull:
+        bar = ProgressBar(refresh_rate=20, console_kwargs={"force_terminal": True, "file": devnull})
+        steps = 60
+        updates = _fit_with_bar(bar, steps)
+    train = [current for _, current in updates if current <= steps]
+    ends = [i for i, current in enumerate(train) if current == steps]
+    assert len(ends) == 2, train  # both epochs end at exactly 60/60
+    assert 2 < len(train) < 2 * steps / 2, len(train)  # fed, but not after every one of the 120 batches
+
+
+def test_zero_interval_feeds_every_batch() -> None:
+    """With an interval shorter than a step every batch gets through: the throttle drops nothing else."""
+    with open(os.devnull, "w") as devnull:
+        bar = ProgressBar(refresh_rate=10_000, console_kwargs={"force_terminal": True, "file": devnull})
+        updates = _fit_with_bar(bar, 20)
+    assert [current for _, current in updates] == [*range(1, 21), *range(1, 21)]
