@@ -256,8 +256,8 @@ class Bench:
     def mlflow_callbacks(self, v: Variant) -> tuple[Any, list[L.Callback]]:
         import yaml
 
-        from lit_nn.tracking.callbacks import RunRecorder
         from lit_nn.cli import flatten_config
+        from lit_nn.tracking.callbacks import RunRecorder
         from lit_nn.tracking.store import MLflowTracker
 
         config = self.experiments[v.model].config

@@ -48,7 +48,15 @@ def _run_trainer_command(argv: list[str], from_console: bool) -> None:
     try:
         LitNNCLI(args=None if from_console else argv)
     except ArgumentError as err:
-        raise UserError(condense_parser_error(str(err))) from None
+        message = str(err)
+        if message.startswith("unrecognized arguments:"):
+            from lit_nn.cli.tool_parser import option_names, unknown_option
+            from lit_nn.cli.train import trainer_parser
+
+            option = next((w.split("=", 1)[0] for w in message.split(":", 1)[1].split() if w.startswith("-")), "")
+            if option:
+                raise unknown_option(option, option_names(trainer_parser(argv[0])), f"lit-nn {argv[0]}") from None
+        raise UserError(condense_parser_error(message)) from None
 
 
 def main(argv: list[str] | None = None) -> None:

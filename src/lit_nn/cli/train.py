@@ -47,7 +47,10 @@ class LitNNCLI(LightningCLI):
             save_config_callback=MLflowSaveConfig,  # config.yaml and params go to the MLflow run
             auto_configure_optimizers=False,  # models choose their optimizer by name
             parser_kwargs={"default_env": False, "exit_on_error": False,
-                           "description": "lit-nn: train and compare neural networks."},
+                           "description": "lit-nn: train and compare neural networks.",
+                           # no abbreviations (jsonargparse hands this to the subcommands):
+                           # --trainer.max_epoch is a typo to report, not max_epochs
+                           "allow_abbrev": False},
             args=args,
             run=run,
         )
@@ -186,13 +189,20 @@ class _ParserOnly(LitNNCLI):
 
 
 @cache
-def fit_parser() -> LightningArgumentParser:
-    """The parser of ``lit-nn fit``, exactly as ``LitNNCLI`` builds it, without parsing anything.
+def trainer_parser(command: str = "fit") -> LightningArgumentParser:
+    """The parser of ``lit-nn fit`` (or validate/test/predict), exactly as ``LitNNCLI`` builds it,
+    without parsing anything.
 
-    The sweep validates every point with it and derives the options it passes to points from it.
+    The sweep validates every point with the fit parser and derives the options it passes to
+    points from it; typo suggestions read the options from it.
     """
     try:
         _ParserOnly(args=[])
     except _ParserBuilt as built:
-        return built.parser._subcommands_action._name_parser_map["fit"]
+        return built.parser._subcommands_action._name_parser_map[command]
     raise RuntimeError("LitNNCLI did not build a parser")
+
+
+def fit_parser() -> LightningArgumentParser:
+    """The parser of ``lit-nn fit`` (see :func:`trainer_parser`)."""
+    return trainer_parser("fit")

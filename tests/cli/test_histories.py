@@ -1,0 +1,57 @@
+"""The same seeds give bit-identical per-epoch metrics to the lit-nn that wrote
+tests/fixtures/legacy/histories.json (before the consolidation), on CPU.
+
+Compared with ==, no tolerance: every op here is deterministic on a CPU with a fixed thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, run_cli
+
+HISTORIES = json.loads((REPO / "tests" / "fixtures" / "legacy" / "histories.json").read_text())
+
+
+def history(db: Path, experiment: str) -> dict[str, list[list[float]]]:
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "select m.key, m.step, m.value from metrics m join runs r on m.run_uuid = r.run_uuid "
+            "join experiments e on r.experiment_id = e.experiment_id where e.name = ? "
+            "order by m.key, m.step, m.timestamp", (experiment,)).fetchall()
+    out: dict[str, list[list[float]]] = {}
+    for key, step, value in rows:
+        out.setdefault(key, []).append([step, value])
+    return out
+
+
+def fit(tracking_store: str, experiment: str, *args: str) -> dict[str, list[list[float]]]:
+    result = run_cli("fit", *args, "--experiment", experiment, "--trainer.enable_progress_bar", "false",
+                     env={"PYTHONHASHSEED": "0"}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return history(Path(tracking_store.removeprefix("sqlite:///")), experiment)
+
+
+def test_default_run_first_epochs_are_bit_identical(tracking_store: str):
+    got = fit(tracking_store, "default", "-c", "experiments/mnist_cnn.yaml", "--trainer.max_epochs", "2",
+              "--test_after_fit", "false")
+    want = HISTORIES["default_make_train"]
+    assert set(got) == {"train_loss", "train_acc", "val_loss", "val_acc"}
+    for key, values in got.items():
+        assert values == want[key][:2], key
+
+
+@pytest.mark.slow
+def test_default_run_is_bit_identical(tracking_store: str):
+    got = fit(tracking_store, "default", "-c", "experiments/mnist_cnn.yaml")
+    assert got == HISTORIES["default_make_train"]
+
+
+def test_short_char_rnn_run_is_bit_identical(tracking_store: str):
+    recorded = HISTORIES["char_rnn_short"]
+    got = fit(tracking_store, "char", "-c", "experiments/char_rnn.yaml", *recorded["args"])
+    assert got == recorded["metrics"]
