@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
-.PHONY: install train train-rnn test test-fast test-slow lint ui lab bench \
+.PHONY: install train train-rnn test test-slow lint ui lab bench \
         compare-optimizers compare-depth compare-activations compare-models clean
 
 install: $(STAMP)

@@ -54,7 +54,7 @@ def time_to_accuracy(experiment: str, target: float, *, max_epochs: int | None =
                      cap_s: float | None = None, data_overrides: dict[str, Any] | None = None,
                      trainer_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``experiments/<experiment>.yaml`` until ``val_acc >= target``; return when and how."""
-    from lit_nn.cli import TRAINER_DEFAULTS
+    from lit_nn.cli.train import TRAINER_DEFAULTS
 
     exp = Experiment.load(experiment)
     configured = exp.trainer_args().get("max_epochs", TRAINER_DEFAULTS["max_epochs"])

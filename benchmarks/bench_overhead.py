@@ -8,9 +8,6 @@ changing one thing:
 * ``litnn`` — the same without a progress bar;
 * ``rich_bar`` — Lightning's own ``RichProgressBar(leave=False)``, updated after every batch:
   the difference to ``litnn_bar`` is what feeding the bar less often saves;
-* ``nvml_probe`` — with ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` left as Lightning sets it: on a
-  machine without NVIDIA's driver every Adam step then retries loading ``libnvidia-ml``
-  (see ``lit_nn.torch_env``);
 * ``nocheck`` — without the per-step finite-loss check, to price it;
 * ``unfused`` / ``plain_unfused`` — the optimizer built with ``fused=False``: torch's
   Python loop over the parameter tensors instead of the fused kernel lit-nn uses
@@ -22,11 +19,9 @@ changing one thing:
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +47,6 @@ from benchmarks.common import (
     paired_ratio,
     quiet_lightning,
 )
-
-NVML_VARIABLE = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 class NoFiniteCheck:
@@ -109,21 +102,6 @@ def bar_callback(kind: str) -> L.Callback | None:
     return None
 
 
-@contextmanager
-def nvml_probe(on: bool) -> Iterator[None]:
-    """Put Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` back for one fit."""
-    before = os.environ.get(NVML_VARIABLE)
-    if on:
-        os.environ[NVML_VARIABLE] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(NVML_VARIABLE, None)
-        else:
-            os.environ[NVML_VARIABLE] = before
-
-
 def run(quick: bool = False, rounds: int | None = None, epochs: int | None = None,
         models: tuple[str, ...] = ("mlp", "cnn")) -> dict[str, Any]:
     """Time the ablations interleaved; return timings and the cost of each piece per epoch."""
@@ -135,7 +113,6 @@ def run(quick: bool = False, rounds: int | None = None, epochs: int | None = Non
         plan[f"{m}_litnn_bar"] = (m, "litnn", "litnn")  # exactly `make train`, minus the logger
         plan[f"{m}_litnn"] = (m, "litnn", "none")
         plan[f"{m}_rich_bar"] = (m, "litnn", "rich")
-        plan[f"{m}_nvml_probe"] = (m, "litnn", "none")
         for step in ("nocheck", "unfused", "bare"):
             plan[f"{m}_{step}"] = (m, step, "none")
         plan[f"{m}_plain"] = (m, "plain", "none")
@@ -156,8 +133,7 @@ def run(quick: bool = False, rounds: int | None = None, epochs: int | None = Non
                 x, y = bench.splits["train"]
                 return plain_fit(model, unfused(model.configure_optimizers()), x, y, v.batch_size, n_epochs)
             model = with_mixins(bench.model(v), MIXINS[step])
-            with nvml_probe(name.endswith("_nvml_probe")):
-                return trainer_fit(model, bench.datamodule(v), n_epochs, progress_bar=bar_callback(bar) or False)
+            return trainer_fit(model, bench.datamodule(v), n_epochs, progress_bar=bar_callback(bar) or False)
 
         fits: dict[str, Callable[[], FitResult]] = {n: (lambda n=n: fit(n, epochs)) for n in plan}
         log(f"overhead: {len(plan)} variants × {rounds} rounds × {epochs} epochs on {bench.n_train} images")
@@ -191,12 +167,11 @@ def report(result: dict[str, Any]) -> str:
                   markdown_table(["variant", "epoch", "samples/s", "vs plain (per-round range)",
                                   "extra per step"], rows), ""]
         now, bare, rich = t[f"{m}_litnn_bar"], t[f"{m}_bare"], t[f"{m}_rich_bar"]
-        probe, quiet, loop = t[f"{m}_nvml_probe"], t[f"{m}_litnn"], t[f"{m}_unfused"]
+        quiet, loop = t[f"{m}_litnn"], t[f"{m}_unfused"]
         lines += [f"`make train`'s path is {now.epoch_s / plain.epoch_s:.3f}× the plain loop; Lightning's loop "
                   f"alone (`bare`: no metrics, no checks, no bar) is {bare.epoch_s / plain.epoch_s:.3f}×, the floor "
                   "for any LightningModule here. Feeding the bar at most 5 times a second saves "
                   f"{100 * (rich.epoch_s / now.epoch_s - 1):+.1f} % of an epoch against Lightning's per-batch "
-                  f"updates; dropping the failing NVML probe saves {100 * (probe.epoch_s / quiet.epoch_s - 1):+.1f} %; "
-                  f"the fused optimizer kernel {100 * (loop.epoch_s / quiet.epoch_s - 1):+.1f} %.",
+                  f"updates; the fused optimizer kernel {100 * (loop.epoch_s / quiet.epoch_s - 1):+.1f} %.",
                   ""]
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 Runs the real command — ``lit-nn fit -c experiments/mnist_cnn.yaml`` — as a subprocess
 against a temporary MLflow store, and splits its wall time with the timestamps MLflow itself
 recorded (run start, each epoch's metrics, the test metrics, run end). Separately it times a
-bare interpreter and ``import lit_nn.cli`` in fresh processes, the fixed cost of every
+bare interpreter and ``import lit_nn.cli.train`` in fresh processes, the fixed cost of every
 ``lit-nn`` command.
 """
 
@@ -38,22 +38,22 @@ def lit_nn_command() -> list[str]:
 
 IMPORT_PROBES = {
     "python_s": "pass",
-    "import_cli_s": "import lit_nn.cli",
+    "import_cli_s": "import lit_nn.cli.train",
     # the same, but the heap is frozen before exit: the interpreter's final garbage collections
     # then skip the ~10^5-10^6 objects torch, Lightning and MLflow leave behind
-    "import_cli_freeze_s": "import gc, lit_nn.cli; gc.freeze()",
+    "import_cli_freeze_s": "import gc, lit_nn.cli.train; gc.freeze()",
 }
 
 
 def import_times(env: dict[str, str], repeats: int) -> dict[str, float]:
-    """Median wall times, in fresh processes, of: a bare interpreter; ``import lit_nn.cli``; the
-    same with ``gc.freeze()`` before exit; and how much of ``import lit_nn.cli``'s wall is exit."""
+    """Median wall times, in fresh processes, of: a bare interpreter; ``import lit_nn.cli.train``; the
+    same with ``gc.freeze()`` before exit; and how much of ``import lit_nn.cli.train``'s wall is exit."""
     walls: dict[str, list[float]] = {k: [] for k in IMPORT_PROBES}
     exits: list[float] = []
     for _ in range(repeats):  # interleaved, like everything else
         for key, code in IMPORT_PROBES.items():
             walls[key].append(_wall([sys.executable, "-c", code], env)[0])
-        _, out = _wall([sys.executable, "-c", "import time, lit_nn.cli; print(time.time(), flush=True)"], env)
+        _, out = _wall([sys.executable, "-c", "import time, lit_nn.cli.train; print(time.time(), flush=True)"], env)
         exits.append(time.time() - float(out.split()[0]))
     result = {k: statistics.median(v) for k, v in walls.items()}
     result["exit_after_import_s"] = statistics.median(exits)
@@ -114,7 +114,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
                "PYTHONWARNINGS": "ignore"}
         if threads is not None:
             env["OMP_NUM_THREADS"] = str(threads)
-        log("start-up: interpreter and `import lit_nn.cli`")
+        log("start-up: interpreter and `import lit_nn.cli.train`")
         imports = import_times(env, repeats=1 if quick else 2)
         log("start-up: `lit-nn fit -c experiments/mnist_cnn.yaml`" + (" (quick: 1 epoch, 3 batches)" if quick else ""))
         train = make_train(env, quick)
@@ -136,7 +136,7 @@ def report(result: dict[str, Any]) -> str:
     training = mt["phases"][1][1]
     lines += ["",
               f"- Fixed cost of any `lit-nn` command: interpreter {fmt_s(result['python_s'])}, "
-              f"`import lit_nn.cli` {fmt_s(result['import_cli_s'])} in total "
+              f"`import lit_nn.cli.train` {fmt_s(result['import_cli_s'])} in total "
               f"(so the imports and the exit are {fmt_s(result['import_cli_s'] - result['python_s'])}; "
               f"exit alone {fmt_s(result['exit_after_import_s'])}).",
               f"- The same with `gc.freeze()` before exit: {fmt_s(result['import_cli_freeze_s'])} — Python's final "

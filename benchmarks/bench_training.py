@@ -108,8 +108,8 @@ def trainer_fit(model: L.LightningModule, datamodule: L.LightningDataModule, epo
 
     ``progress_bar``: True for lit-nn's bar, False for none, or another progress-bar callback.
     """
-    from lit_nn.cli import TRAINER_DEFAULTS
     from lit_nn.cli.progress import ProgressBar
+    from lit_nn.cli.train import TRAINER_DEFAULTS
 
     timer = EpochTimer()
     cbs: list[L.Callback] = [timer, *(callbacks or [])]
@@ -256,16 +256,17 @@ class Bench:
     def mlflow_callbacks(self, v: Variant) -> tuple[Any, list[L.Callback]]:
         import yaml
 
-        from lit_nn.cli import flatten_config
-        from lit_nn.tracking.callbacks import RunRecorder
-        from lit_nn.tracking.store import MLflowTracker
+        from lit_nn.tracking.callbacks import RunRecorder, flatten_config
+        from lit_nn.tracking.logger import MLflowTracker
 
         config = self.experiments[v.model].config
         tracker = MLflowTracker("bench-mlflow", run_name=v.name, tracking_uri=self.tracking_uri)
         if v.mlflow == "async":  # what MLFlowLogger(synchronous=False) sets; finalize() drains the queue
             tracker._log_batch_kwargs = {"synchronous": False}
-        recorder = RunRecorder(flatten_config(config), yaml.safe_dump(config), log_checkpoint=False)
-        return tracker, [recorder]
+        # what lit-nn fit's MLflowSaveConfig writes at the start of a run
+        tracker.log_hyperparams(flatten_config(config))
+        tracker.log_text(yaml.safe_dump(config), "config.yaml")
+        return tracker, [RunRecorder(log_checkpoint=False)]
 
     def fit(self, v: Variant, epochs: int) -> FitResult:
         model = self.model(v)

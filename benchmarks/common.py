@@ -38,9 +38,6 @@ def log(message: str) -> None:
 def quiet_lightning() -> None:
     """Silence Lightning's per-fit banners and the warnings that do not concern a benchmark,
     and set the process up as ``lit-nn`` does (every variant, plain loops included, runs under it)."""
-    from lit_nn.torch_env import skip_failing_nvml_probe
-
-    skip_failing_nvml_probe()
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities"):
         logging.getLogger(name).setLevel(logging.ERROR)
     for message in (".*does not have many workers.*", ".*isinstance.treespec, LeafSpec.*",

@@ -13,12 +13,11 @@ import importlib
 import math
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lit_nn.core.errors import UserError
+from lit_nn.core.errors import UserError, require_file
 from lit_nn.core.signatures import init_arg_names
 
 TOP_LEVEL_KEYS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "weights_only", "experiment",
@@ -52,11 +51,7 @@ def _nan_keys(node: Any, prefix: str = "") -> Iterator[str]:
 
 def check_config_file(name: str) -> dict[str, Any]:
     """Read a YAML config the way a user needs it checked: exists, is a file, parses, holds no NaN."""
-    path = Path(name)
-    if not path.exists():
-        raise UserError(f"config file {name} does not exist")
-    if path.is_dir():
-        raise UserError(f"config file {name} is a directory; give a YAML file such as experiments/mnist_cnn.yaml")
+    path = require_file(name, "config file", "a YAML file such as experiments/mnist_cnn.yaml")
     try:
         text = path.read_text(encoding="utf-8")
     except PermissionError:

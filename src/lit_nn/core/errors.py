@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -53,3 +54,13 @@ def check_fraction(name: str, value: float) -> None:
     """Reject probabilities/fractions outside [0, 1)."""
     if not 0 <= value < 1:
         raise UserError(f"{name} must be in [0, 1), got {value!r}")
+
+
+def require_file(path: str | Path, what: str, example: str) -> Path:
+    """``path`` as a Path if it is an existing file; else the sentence naming what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory; give {example}")
+    return path

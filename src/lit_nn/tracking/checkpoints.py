@@ -15,16 +15,12 @@ from typing import Any
 
 import torch
 
-from lit_nn.core.errors import UserError
+from lit_nn.core.errors import UserError, require_file
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint file with ``weights_only=True``; bad files get one clear sentence."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist")
-    if path.is_dir():
-        raise UserError(f"checkpoint {path} is a directory; give a .ckpt file (e.g. {path}/last.ckpt)")
+    path = require_file(path, "checkpoint", f"a .ckpt file (e.g. {path}/last.ckpt)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as err:
