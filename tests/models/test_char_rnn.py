@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lit_nn.core.errors import UserError
 from lit_nn.data.text import TextDataModule
 from lit_nn.models import CharRNN
-from lit_nn.models.char_rnn import lr_factor
+from lit_nn.models.optimizers import lr_factor
 
 from conftest import runs_of, shared_data
 from helpers import REPO, assert_clean_error, run_cli, run_main

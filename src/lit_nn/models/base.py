@@ -10,6 +10,7 @@ never guess with ``getattr`` defaults.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 import lightning as L
@@ -20,7 +21,7 @@ from torch import nn
 
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Metric, Tag
-from lit_nn.models.optimizers import build_optimizer, check_optimizer_args
+from lit_nn.models.optimizers import build_optimizer, check_optimizer_args, lr_factor
 
 
 class DivergedError(UserError):
@@ -43,6 +44,8 @@ class LitModel(L.LightningModule):
         weight_decay: weight decay of the optimizer.
         momentum: momentum of sgd and rmsprop.
         nesterov: Nesterov momentum (sgd with momentum > 0).
+        lr_schedule: constant, or cosine decay to lr/10 over the run (needs max_steps or max_epochs).
+        warmup_steps: linear learning-rate warm-up steps before the schedule.
 
     Attributes:
         kind: the model's short name (``mlp``, ``cnn``, ``char_rnn``): the ``model`` tag and the
@@ -64,11 +67,13 @@ class LitModel(L.LightningModule):
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         nesterov: bool = False,
+        lr_schedule: str = "constant",
+        warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         if not any("kind" in vars(klass) for klass in type(self).__mro__):
             raise TypeError(f"{type(self).__name__} must declare `kind` (its short name, e.g. 'mlp')")
-        check_optimizer_args(optimizer, lr, weight_decay, momentum)
+        check_optimizer_args(optimizer, lr, weight_decay, momentum, lr_schedule, warmup_steps)
         # every __init__ up the subclass chain is collected: the subclass's arguments and these
         self.save_hyperparameters()
         self.confusion_matrix: torch.Tensor | None = None
@@ -77,11 +82,20 @@ class LitModel(L.LightningModule):
         self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
         self._train_seen = 0
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """The optimizer by name, with the learning-rate schedule stepped every batch if one is set."""
         hp = self.hparams
-        return build_optimizer(
-            hp.optimizer, self.parameters(), hp.lr, hp.weight_decay, hp.momentum, hp.nesterov
-        )
+        optimizer = build_optimizer(hp.optimizer, self.parameters(), hp.lr, hp.weight_decay, hp.momentum,
+                                    hp.nesterov)
+        schedule, warmup = hp.lr_schedule, hp.warmup_steps
+        if schedule == "constant" and not warmup:
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        if schedule == "cosine" and not math.isfinite(total):
+            raise UserError("model.lr_schedule=cosine needs a known run length: set trainer.max_steps "
+                            "or trainer.max_epochs, or use lr_schedule constant")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule, warmup, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # Per step only accumulate: each self.log call costs Lightning ~0.1-1 ms of bookkeeping.
     def accumulate_train_loss(self, loss: torch.Tensor, weight: int) -> None:

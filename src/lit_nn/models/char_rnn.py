@@ -26,7 +26,6 @@ from lit_nn.data.text import TextDataModule, encode
 from lit_nn.models.base import LitModel
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-SCHEDULES = ("constant", "cosine")
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
 
@@ -40,11 +39,10 @@ class CharRNN(LitModel):
         num_layers: stacked recurrent layers.
         dropout: dropout between recurrent layers and before the output layer (0 disables it).
         vocab: the characters the model reads and writes; empty means "from the DataModule".
-        lr_schedule: constant, or cosine decay to lr/10 over the run (needs max_steps or max_epochs).
-        warmup_steps: linear learning-rate warm-up steps before the schedule.
         sample_length: characters of the text sample logged to MLflow after each validation (0: none).
         lr: learning rate (the peak one when a schedule is set); 2e-3 suits small LSTMs with Adam.
-        **optim_args: optimizer, weight_decay, momentum, nesterov (see :class:`LitModel`).
+        **optim_args: optimizer, weight_decay, momentum, nesterov, lr_schedule, warmup_steps
+            (see :class:`LitModel`).
     """
 
     kind = "char_rnn"
@@ -59,8 +57,6 @@ class CharRNN(LitModel):
         num_layers: int = 1,
         dropout: float = 0.0,
         vocab: str | None = None,
-        lr_schedule: str = "constant",
-        warmup_steps: int = 0,
         sample_length: int = 300,
         lr: float = 2e-3,
         **optim_args: Any,
@@ -68,11 +64,8 @@ class CharRNN(LitModel):
         super().__init__(lr=lr, **optim_args)
         if cell not in CELLS:
             raise unknown_choice("cell", cell, CELLS)
-        if lr_schedule not in SCHEDULES:
-            raise unknown_choice("lr_schedule", lr_schedule, SCHEDULES)
         for name, value in (("embedding", embedding), ("hidden", hidden), ("num_layers", num_layers)):
             check_positive(f"model.{name}", value)
-        check_positive("model.warmup_steps", warmup_steps, allow_zero=True)
         check_positive("model.sample_length", sample_length, allow_zero=True)
         check_fraction("model.dropout", dropout)
         self.val_nll = torchmetrics.MeanMetric()  # mean nats/char over all validation characters
@@ -167,20 +160,6 @@ class CharRNN(LitModel):
             raise UserError(f"checkpoint {path} does not match its own hyperparameters: {str(err)[:300]}") from None
         return model.eval()
 
-    # -- optimizer and schedule -------------------------------------------------------
-    def configure_optimizers(self):
-        optimizer = super().configure_optimizers()
-        hp = self.hparams
-        if hp.lr_schedule == "constant" and not hp.warmup_steps:
-            return optimizer
-        total = self.trainer.estimated_stepping_batches
-        if hp.lr_schedule == "cosine" and not math.isfinite(total):
-            raise UserError("model.lr_schedule=cosine needs a known run length: set trainer.max_steps "
-                            "or trainer.max_epochs, or use lr_schedule constant")
-        schedule = lr_factor(hp.lr_schedule, hp.warmup_steps, total)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
     # -- sampling ---------------------------------------------------------------------
     @torch.no_grad()
     def sample(
@@ -224,20 +203,6 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator:
         threshold = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
     return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
-
-
-def lr_factor(schedule: str, warmup_steps: int, total_steps: float):
-    """The learning-rate multiplier per step: linear warm-up, then constant or cosine to 0.1."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1.0, total_steps - warmup_steps))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def _vocab_mismatch(saved: str, current: str) -> UserError:

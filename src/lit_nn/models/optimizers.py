@@ -1,4 +1,5 @@
-"""Optimizers by name, so configs and sweeps say ``optimizer: adam`` instead of a class path.
+"""Optimizers and learning-rate schedules by name, so configs and sweeps say ``optimizer: adam``
+and ``lr_schedule: cosine`` instead of class paths.
 
 Where torch has a fused kernel for the optimizer (sgd, adagrad, adam, adamw on CPU and CUDA)
 it is used: the same update rule in one kernel per step instead of a Python loop over the
@@ -8,7 +9,8 @@ parameter tensors, 10-20 % of an MLP epoch on a CPU (``make bench``, ``mlp_fused
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -22,15 +24,20 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
 }
+SCHEDULES = ("constant", "cosine")
 
 
-def check_optimizer_args(name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.0) -> None:
+def check_optimizer_args(name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.0,
+                         lr_schedule: str = "constant", warmup_steps: int = 0) -> None:
     """Validate optimizer settings early (at model construction), before any run is created."""
     if name not in OPTIMIZERS:
         raise unknown_choice("optimizer", name, OPTIMIZERS)
     check_positive("lr", lr)
     check_positive("weight_decay", weight_decay, allow_zero=True)
     check_positive("momentum", momentum, allow_zero=True)
+    if lr_schedule not in SCHEDULES:
+        raise unknown_choice("lr_schedule", lr_schedule, SCHEDULES)
+    check_positive("model.warmup_steps", warmup_steps, allow_zero=True)
 
 
 def build_optimizer(
@@ -61,3 +68,17 @@ def can_fuse(cls: type[torch.optim.Optimizer], params: list[torch.nn.Parameter])
     return bool(params) and all(
         p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
     )
+
+
+def lr_factor(schedule: str, warmup_steps: int, total_steps: float) -> Callable[[int], float]:
+    """The learning-rate multiplier per step: linear warm-up, then constant or cosine to 0.1."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1.0, total_steps - warmup_steps))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
