@@ -132,8 +132,10 @@ def run_sweep_command(argv: list[str]) -> None:
     from lit_nn.sweep.driver import SweepOptions, dry_run, run_sweep
     from lit_nn.sweep.grid import expand, load_sweep
 
-    mine, extra = split_fit_options(argv)
     command = COMMANDS["sweep"]
+    if "-h" in argv or "--help" in argv:  # the help needs no fit parser (seconds of imports)
+        parse(command, ["--help"])
+    mine, extra = split_fit_options(argv)
     parser = build_parser(command)
     try:
         args = parse(command, mine, parser)

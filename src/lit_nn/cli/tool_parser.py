@@ -65,9 +65,11 @@ def option_kinds(function: Callable[..., Any]) -> dict[str, str]:
 def build_parser(command: ToolCommand, prog: str | None = None) -> ArgumentParser:
     """A jsonargparse parser for ``command.function``: help from its docstring, types from its hints."""
     doc = inspect.getdoc(command.function) or command.summary
-    parser = ArgumentParser(prog=prog or f"lit-nn {command.name}", description=doc.split("\n\n")[0],
+    description = doc.split("\nArgs:")[0].split("\nReturns")[0].strip()  # the text above the arguments
+    parser = ArgumentParser(prog=prog or f"lit-nn {command.name}", description=description,
                             exit_on_error=False, default_env=False, allow_abbrev=False)
-    parser.add_function_arguments(command.function, as_positional=command.positional, fail_untyped=True)
+    parser.add_function_arguments(command.function, as_positional=command.positional, as_group=False,
+                                  fail_untyped=True)
     return parser
 
 
