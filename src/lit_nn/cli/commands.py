@@ -111,20 +111,37 @@ def split_fit_options(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def check_points(points: list[Any], extra: list[str]) -> None:
-    """Parse every point as ``lit-nn fit`` would (nothing is built or trained): a grid key or a
-    pass-through option that fit does not know fails here, before any point runs."""
+    """Check every point as ``lit-nn fit`` would, before any point runs: parse it with the fit parser
+    (a grid key or pass-through option fit does not know fails here, with the nearest valid one), then
+    build its model and data module, which check their values (``unknown optimizer 'adamm'``);
+    nothing is trained and no data is read."""
+    import importlib
+    import json
+
     from lit_nn.cli.config_checks import condense_parser_error
     from lit_nn.cli.train import fit_parser
 
     parser = fit_parser()
+    built: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="lit-nn-sweep-check-") as tmp:
         for point in points:
             path = Path(tmp) / f"{point.config_hash}.yaml"
             path.write_text(yaml.safe_dump(point.config, sort_keys=False))
             try:
-                parser.parse_args(["--config", str(path), *extra])
+                config = parser.parse_args(["--config", str(path), *extra]).as_dict()
             except Exception as err:  # noqa: BLE001 - jsonargparse's ArgumentError and its wrappers
                 raise UserError(f"sweep point {point.run_name}: {condense_parser_error(str(err))}") from None
+            for section in ("model", "data"):
+                spec = config.get(section)
+                key = json.dumps(spec, sort_keys=True, default=str)
+                if not isinstance(spec, dict) or key in built:
+                    continue
+                built.add(key)
+                module, _, name = spec["class_path"].rpartition(".")
+                try:
+                    getattr(importlib.import_module(module), name)(**(spec.get("init_args") or {}))
+                except UserError as err:
+                    raise UserError(f"sweep point {point.run_name}: {err}") from None
 
 
 def run_sweep_command(argv: list[str]) -> None:
@@ -244,8 +261,9 @@ def runs(experiment: list[str] | None = None, status: str | None = None, limit: 
 
 
 # -- lab -----------------------------------------------------------------------------------
-def lab_parser() -> Any:
-    """``lit-nn lab``'s parser: one subcommand per lab, its options from the lab's ``run`` signature."""
+def lab_parser(with_options: bool = True) -> Any:
+    """``lit-nn lab``'s parser: one subcommand per lab, its options from the lab's ``run`` signature
+    (``with_options=False``: the labs' names only, without importing them, for ``lit-nn lab --help``)."""
     import importlib
 
     from jsonargparse import ArgumentParser
@@ -257,9 +275,12 @@ def lab_parser() -> Any:
                             exit_on_error=False, default_env=False, allow_abbrev=False)
     labs = parser.add_subcommands(dest="lab", required=True)
     for name, summary in LABS.items():
-        run = importlib.import_module(f"lit_nn.lab.{name}").run
-        labs.add_subcommand(name, build_parser(ToolCommand(name, run, summary), prog=f"lit-nn lab {name}"),
-                            help=summary)
+        if with_options:
+            run = importlib.import_module(f"lit_nn.lab.{name}").run
+            sub = build_parser(ToolCommand(name, run, summary), prog=f"lit-nn lab {name}")
+        else:
+            sub = ArgumentParser(prog=f"lit-nn lab {name}", description=summary)
+        labs.add_subcommand(name, sub, help=summary)
     labs.add_subcommand("all", ArgumentParser(prog="lit-nn lab all", description="Run every lab with its "
                                               "defaults, one MLflow run each."), help="every lab with its defaults")
     return parser
@@ -273,7 +294,7 @@ def run_lab_command(argv: list[str]) -> None:
 
     names = [*LABS, "all"]
     if not argv or argv[0] in ("-h", "--help"):
-        lab_parser().print_help()
+        lab_parser(with_options=False).print_help()
         return
     name = argv[0]
     if name not in names:

@@ -103,6 +103,13 @@ def condense_parser_error(message: str) -> str:
         valid = init_args_of(class_path)
         return (f"unknown option {option!r} for {class_path}{_nearest(option, valid)}; "
                 f"valid: {', '.join(valid)}")
+    if (m := re.search(r'Parser key "([\w.]+)":', message)) and "Literal[" in message:
+        key = m.group(1)
+        given = re.search(r"Given value: (.+)", message)
+        values = [v.strip().strip("'") for lits in re.findall(r"Literal\[([^\]]*)\]", message.split("Errors:")[0])
+                  for v in lits.split(",")]
+        valid = ", ".join(dict.fromkeys(values))
+        return f"{key} must be one of: {valid}; got {given.group(1).strip()!r}" if given else f"{key}: one of {valid}"
     if m := re.search(r'Parser key "([\w.]+)":\s+Expected a (.+?)\. Got value: (.+)', message):
         key, expected, got = m.groups()
         expected = re.sub(r"<class '(\w+)'>", r"\1", expected)

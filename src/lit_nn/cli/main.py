@@ -7,9 +7,13 @@ are typed functions (:mod:`lit_nn.cli.commands`). Both parse flags with jsonargp
 
 from __future__ import annotations
 
-import gc
+import atexit
+import logging
+import os
 import sys
+import traceback
 import warnings
+from typing import NoReturn
 
 from lit_nn.core.errors import UserError
 
@@ -33,7 +37,7 @@ def _print_overview() -> None:
     print("\n".join(lines))
 
 
-def _run_trainer_command(argv: list[str], from_console: bool) -> None:
+def _run_trainer_command(argv: list[str]) -> None:
     from jsonargparse import ArgumentError
 
     from lit_nn.cli.config_checks import check_config_file, condense_parser_error, config_paths, option_values
@@ -46,7 +50,7 @@ def _run_trainer_command(argv: list[str], from_console: bool) -> None:
         if ckpt not in ("last", "best", "hpc", "registry"):
             load_checkpoint(ckpt)  # LightningCLI reads it while parsing: check it first
     try:
-        LitNNCLI(args=None if from_console else argv)
+        LitNNCLI(args=argv)
     except ArgumentError as err:
         message = str(err)
         if message.startswith("unrecognized arguments:"):
@@ -59,10 +63,27 @@ def _run_trainer_command(argv: list[str], from_console: bool) -> None:
         raise UserError(condense_parser_error(message)) from None
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``lit-nn`` console script (``argv`` defaults to ``sys.argv[1:]``)."""
-    from_console = argv is None
-    argv = list(sys.argv[1:] if argv is None else argv)
+# Lightning's info lines that are advertisement or say nothing on the machine at hand; its
+# warnings (and every other info line) are kept
+BANNERS = ("💡 Tip:", "GPU available:", "TPU available:", "HPU available:")
+
+
+class _DropBanners(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(BANNERS)
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter out of a command's output (none of these loggers imports its library)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropBanners())
+    # "Creating initial MLflow database tables...": the first run in a fresh store is no news
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def dispatch(argv: list[str]) -> None:
+    """Run one ``lit-nn`` command line; a user's mistake becomes one ``error:`` line and SystemExit."""
+    quiet_libraries()
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     try:
@@ -71,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         command = argv[0]
         if command in TRAINER_COMMANDS:
-            _run_trainer_command(argv, from_console)
+            _run_trainer_command(argv)
             return
         from lit_nn.cli.commands import COMMANDS, run_tool
 
@@ -83,8 +104,48 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process the moment its work is done: flush, run the atexit handlers, then skip the
+    interpreter's finalization.
+
+    Finalizing would garbage-collect the ~10^6 objects torch, Lightning and MLflow created
+    (over a second on 2 cores); freezing them instead (``gc.freeze``) made nanobind, loaded with
+    triton by torch >= 2.15, report every surviving object as leaked, after the result.
+    """
+    try:
+        atexit._run_exitfuncs()  # what a normal exit runs first: logging.shutdown, MLflow's, torch's
     finally:
-        if from_console:
-            # the process ends next: spare the interpreter's final garbage collections over the
-            # ~10^6 objects torch, Lightning and MLflow created (seconds on 2 cores)
-            gc.freeze()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``lit-nn`` console script (``argv`` defaults to ``sys.argv[1:]``).
+
+    Called with ``argv`` (tests, notebooks) it returns or raises SystemExit as usual; as the
+    console script it ends the process through :func:`exit_now`.
+    """
+    if argv is not None:
+        dispatch(list(argv))
+        return
+    code = 0
+    try:
+        dispatch(sys.argv[1:])
+    except SystemExit as exit_:
+        if isinstance(exit_.code, int) or exit_.code is None:
+            code = exit_.code or 0
+        else:
+            print(exit_.code, file=sys.stderr)
+            code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # a bug: keep its traceback
+        traceback.print_exc()
+        code = 1
+    exit_now(code)

@@ -26,7 +26,7 @@ from lit_nn.tracking.callbacks import MLflowSaveConfig, RunCheckpoint, RunRecord
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
 from lit_nn.tracking.logger import MLflowTracker
 from lit_nn.tracking.resume import find_run_to_resume, reopen_for_resume
-from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
+from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client, where_to_open
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 TRAINER_DEFAULTS = {
@@ -117,6 +117,8 @@ class LitNNCLI(LightningCLI):
         if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
             callbacks.append(RunCheckpoint(self.model))
         check_devices(trainer_config)
+        if self.subcommand == "fit":
+            check_budget(trainer_config)
         try:
             return self._instantiate_trainer(trainer_config, callbacks)
         except (MisconfigurationException, ValueError) as err:  # Trainer's own argument checks
@@ -151,6 +153,15 @@ class LitNNCLI(LightningCLI):
         describe_finish(self.trainer)
 
 
+def check_budget(trainer_config: dict[str, Any]) -> None:
+    """Refuse a fit that would train nothing (and then test an untrained model as if it were a result)."""
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        value = trainer_config.get(key)
+        if value is not None and value == 0:
+            raise UserError(f"--trainer.{key} 0 trains nothing; give at least 1 (to evaluate a checkpoint "
+                            "without training, use lit-nn test --ckpt_path FILE)")
+
+
 def check_devices(trainer_config: dict[str, Any]) -> None:
     """Refuse more CPU processes than cores: DDP on CPU would oversubscribe and crawl (or hang)."""
     accelerator = str(trainer_config.get("accelerator", "auto"))
@@ -172,8 +183,9 @@ def describe_finish(trainer: Any) -> None:
     if shown:
         rank_zero_info(f"result: {shown}")
     if tracker is not None and tracker.run_id:
+        where = where_to_open(tracker.tracking_uri, tracker.experiment_id, tracker.run_id)
         rank_zero_info(f"mlflow: run {tracker.run_id} in experiment '{tracker.experiment_name}' "
-                       f"({tracker.tracking_uri}); open it with `make ui` → http://127.0.0.1:5000")
+                       f"({tracker.tracking_uri}); {where}")
 
 
 class _ParserBuilt(Exception):  # noqa: N818 - a signal, not an error

