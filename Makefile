@@ -5,10 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
-.PHONY: install train train-rnn test test-slow lint ui lab bench \
+.PHONY: help install train train-rnn test test-slow lint ui lab bench \
         compare-optimizers compare-depth compare-activations compare-models clean
 
-install: $(STAMP)
+help:                     ## this list: every target and what it does
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1|/' | awk -F'|' '{printf "  %-20s %s\n", $$1, $$2}'
+
+install: $(STAMP)          ## create .venv and install lit-nn into it (a no-op until pyproject.toml changes)
 
 # pip (not uv/poetry): on the project machines torch/torchvision resolve from local disk.
 $(STAMP): pyproject.toml
@@ -47,11 +50,11 @@ test-slow: install        ## DDP, kill-and-resume, browser and other long end-to
 bench: install            ## speed benchmarks → BENCHMARKS.md (make bench ARGS=--quick to check it works)
 	$(BIN)/python -m benchmarks $(ARGS)
 
-lint: install
+lint: install             ## ruff over the whole tree
 	$(BIN)/ruff check .
 
 ui: install               ## MLflow UI over the local store on http://127.0.0.1:5000
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
-clean:
+clean:                    ## remove the local MLflow store, checkpoints and reports
 	rm -rf mlruns/mlflow.db mlruns/artifacts mlruns/checkpoints reports .pytest_cache

@@ -24,7 +24,8 @@ def generate(ckpt: str, prime: str = "\n", length: int = 500, temperature: float
     """Sample text from a char-RNN checkpoint (lit-nn fit -c experiments/char_rnn.yaml) and stream it to stdout.
 
     Args:
-        ckpt: char-RNN checkpoint (.ckpt) written by `lit-nn fit`; the MLflow run's checkpoint_dir tag says where.
+        ckpt: char-RNN checkpoint (.ckpt) written by `lit-nn fit`, or the MLflow run id of that fit (its
+            best checkpoint), or a runs:/<run id>/<path> URI.
         prime: text the sample starts from; it is printed first and every character must be in the
             model's vocabulary (default: a newline).
         length: characters to generate after the prime.
@@ -36,12 +37,14 @@ def generate(ckpt: str, prime: str = "\n", length: int = 500, temperature: float
     import torch
 
     from lit_nn.models.char_rnn import CharRNN
-    from lit_nn.tracking.checkpoints import load_checkpoint
+    from lit_nn.tracking.checkpoints import fetch_run_checkpoint, is_run_reference, load_checkpoint
 
     check_positive("--length", length)
     check_positive("--temperature", temperature, allow_zero=True)
     check_positive("--top_k", top_k, allow_zero=True)
-    model = CharRNN.from_checkpoint_dict(load_checkpoint(ckpt), ckpt)
+    with tempfile.TemporaryDirectory(prefix="lit-nn-run-") as fetched:
+        path = fetch_run_checkpoint(ckpt, Path(fetched))[0] if is_run_reference(ckpt) else ckpt
+        model = CharRNN.from_checkpoint_dict(load_checkpoint(path), ckpt)
     generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)

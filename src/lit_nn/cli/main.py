@@ -13,7 +13,8 @@ import os
 import sys
 import traceback
 import warnings
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 from lit_nn.core.errors import UserError
 
@@ -38,20 +39,51 @@ def _print_overview() -> None:
 
 
 def _run_trainer_command(argv: list[str]) -> None:
+    import tempfile
+
     from jsonargparse import ArgumentError
 
     from lit_nn.cli.config_checks import check_config_file, condense_parser_error, config_paths, option_values
-    from lit_nn.cli.train import LitNNCLI
-    from lit_nn.tracking.checkpoints import load_checkpoint
+    from lit_nn.tracking.checkpoints import fetch_run_checkpoint, is_run_reference, load_checkpoint
 
-    for config in config_paths(argv):
-        check_config_file(config)
-    for ckpt in option_values(argv, "--ckpt_path"):
-        if ckpt not in ("last", "best", "hpc", "registry"):
-            load_checkpoint(ckpt)  # LightningCLI reads it while parsing: check it first
+    argv = join_list_option(argv, "--images")
+    with tempfile.TemporaryDirectory(prefix="lit-nn-run-") as fetched:
+        for ckpt in option_values(argv, "--ckpt_path"):
+            if argv[0] != "fit" and is_run_reference(ckpt):  # a run id: its best checkpoint and its config
+                path, config = fetch_run_checkpoint(ckpt, Path(fetched))
+                argv = [str(path) if a == ckpt else a.replace(f"={ckpt}", f"={path}") for a in argv]
+                if config is not None and not list(config_paths(argv)):
+                    argv = [argv[0], "-c", str(config), *argv[1:]]
+        for config in config_paths(argv):
+            check_config_file(config)
+        for ckpt in option_values(argv, "--ckpt_path"):
+            if ckpt not in ("last", "best", "hpc", "registry"):
+                load_checkpoint(ckpt)  # LightningCLI reads it while parsing: check it first
+        _run_lightning_cli(argv, ArgumentError, condense_parser_error)
+
+
+def join_list_option(argv: list[str], option: str) -> list[str]:
+    """``--images a.png b.png`` (what a shell glob gives) → ``--images=["a.png", "b.png"]``."""
+    import json
+
+    if option not in argv:
+        return argv
+    i = argv.index(option)
+    j = i + 1
+    while j < len(argv) and not argv[j].startswith("--"):
+        j += 1
+    values = argv[i + 1: j]
+    if len(values) == 1 and values[0].startswith("["):
+        return argv
+    return [*argv[:i], f"{option}={json.dumps(values)}", *argv[j:]]
+
+
+def _run_lightning_cli(argv: list[str], argument_error: type[Exception], condense: Any) -> None:
+    from lit_nn.cli.train import LitNNCLI
+
     try:
         LitNNCLI(args=argv)
-    except ArgumentError as err:
+    except argument_error as err:
         message = str(err)
         if message.startswith("unrecognized arguments:"):
             from lit_nn.cli.tool_parser import option_names, unknown_option
@@ -60,7 +92,7 @@ def _run_trainer_command(argv: list[str]) -> None:
             option = next((w.split("=", 1)[0] for w in message.split(":", 1)[1].split() if w.startswith("-")), "")
             if option:
                 raise unknown_option(option, option_names(trainer_parser(argv[0])), f"lit-nn {argv[0]}") from None
-        raise UserError(condense_parser_error(message)) from None
+        raise UserError(condense(message)) from None
 
 
 # Lightning's info lines that are advertisement or say nothing on the machine at hand; its
@@ -84,8 +116,11 @@ def quiet_libraries() -> None:
 def dispatch(argv: list[str]) -> None:
     """Run one ``lit-nn`` command line; a user's mistake becomes one ``error:`` line and SystemExit."""
     quiet_libraries()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one file: no bar
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # evaluating a checkpoint needs none of the callbacks that wrote it
+    warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")
     try:
         if not argv or argv[0] in ("-h", "--help"):
             _print_overview()

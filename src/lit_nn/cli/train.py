@@ -21,7 +21,8 @@ from lit_nn.cli.progress import ProgressBar
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Metric
 from lit_nn.data.datamodule import LitDataModule
-from lit_nn.models.base import LitModel
+from lit_nn.data.images import ImageDataModule
+from lit_nn.models.base import Classifier, LitModel
 from lit_nn.tracking.callbacks import MLflowSaveConfig, RunCheckpoint, RunRecorder, find_tracker
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
 from lit_nn.tracking.logger import MLflowTracker
@@ -70,6 +71,9 @@ class LitNNCLI(LightningCLI):
                                 "--ckpt_path last picks the newest unfinished run of the same name")
         group.add_argument("--test_after_fit", type=bool, default=True,
                            help="evaluate the test set at the end of fit, so every run has test_acc")
+        parser.add_argument("--images", type=list[str] | None, default=None,
+                            help="predict only: image files (PNG, JPEG...) of digits to classify instead of "
+                                 "the test split; any size, dark on light or light on dark")
 
     def instantiate_classes(self) -> None:
         try:
@@ -100,6 +104,8 @@ class LitNNCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any):
         settings = self._settings()
+        if settings.get("images") and self.subcommand != "predict":
+            raise UserError(f"--images is an option of lit-nn predict, not of lit-nn {self.subcommand}")
         trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         callbacks = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         resume_id = self._resume() if self.subcommand == "fit" else None
@@ -147,6 +153,27 @@ class LitNNCLI(LightningCLI):
         describe_finish(self.trainer)
 
     def after_test(self) -> None:
+        describe_finish(self.trainer)
+
+    def predict(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
+        """``trainer.predict``, then the predictions: a table, the accuracy, ``predictions.csv`` in the run."""
+        from lit_nn.cli.predictions import prediction_rows, summary, to_csv
+        from lit_nn.data.image_files import ImageFilesDataModule
+
+        if not isinstance(model, Classifier):
+            raise UserError(f"lit-nn predict classifies images; a {type(model).__name__} is not a classifier "
+                            "(for a char-RNN use lit-nn generate --ckpt CHECKPOINT)")
+        images = self._settings().images
+        if images:
+            dataset = datamodule.dataset_name if isinstance(datamodule, ImageDataModule) else "mnist"
+            datamodule = ImageFilesDataModule(images, dataset)
+        batches = self.trainer.predict(model, datamodule=datamodule, **kwargs)
+        classes = datamodule.classes if isinstance(datamodule, LitDataModule) else None
+        rows = prediction_rows(batches or [], classes, images or ())
+        tracker = find_tracker(self.trainer)
+        if tracker is not None:
+            tracker.log_text(to_csv(rows), "predictions.csv")
+        print(summary(rows), flush=True)
         describe_finish(self.trainer)
 
     def after_validate(self) -> None:

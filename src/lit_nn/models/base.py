@@ -203,5 +203,7 @@ class Classifier(LitModel):
         # compute() is a collective under DDP: every rank must call it, not only the logging rank
         self.confusion_matrix = self.test_confusion.compute().cpu()
 
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self(batch[0]).argmax(dim=1)
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Per input: the predicted class, its softmax probability, and the true label (-1 if unknown)."""
+        prob, pred = self(batch[0]).softmax(dim=1).max(dim=1)
+        return {"pred": pred, "prob": prob, "target": batch[1]}

@@ -9,6 +9,7 @@ char-RNN checkpoint given to a classifier config is refused with a sentence, not
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from lit_nn.core.errors import UserError, require_file
+from lit_nn.core.names import Tag
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -48,3 +50,43 @@ def check_checkpoint_matches(path: str | Path, model: torch.nn.Module) -> dict[s
         raise UserError(f"checkpoint {path} holds a {saved.rsplit('.', 1)[-1]} model ({saved}), "
                         f"but the config builds a {type(model).__name__}; use a matching -c config or --model")
     return checkpoint
+
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_run_reference(ref: str) -> bool:
+    """A bare MLflow run id or a ``runs:/<run id>/<path>`` URI (not a file that exists here)."""
+    return not Path(ref).exists() and (bool(RUN_ID.match(ref)) or ref.startswith("runs:/"))
+
+
+def fetch_run_checkpoint(ref: str, dest: Path) -> tuple[Path, Path | None]:
+    """The checkpoint a run reference points at, as a local file, and the run's ``config.yaml``
+    (None if the run has none): a bare run id means the run's best checkpoint, read from its
+    local checkpoint folder when it is on this machine, else downloaded from the run's artifacts."""
+    from lit_nn.tracking.store import tracking_client
+
+    client = tracking_client()
+    run_id, _, artifact = ref.removeprefix("runs:/").partition("/")
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # noqa: BLE001 - MLflow raises its own RestException/MlflowException
+        raise UserError(f"{ref}: no run {run_id} in the tracking store") from None
+    local = Path(run.data.tags.get(Tag.CHECKPOINT_DIR, "")) / "best.ckpt"
+    if artifact:
+        checkpoint = _download(client, run_id, artifact, dest, ref)
+    elif run.data.tags.get(Tag.CHECKPOINT_DIR) and local.is_file():
+        checkpoint = local
+    else:
+        checkpoint = _download(client, run_id, "checkpoints/best.ckpt", dest,
+                               f"run {run_id} (it has no best.ckpt artifact: was it run with --log_checkpoint false?)")
+    names = {a.path for a in client.list_artifacts(run_id)}
+    config = Path(client.download_artifacts(run_id, "config.yaml", str(dest))) if "config.yaml" in names else None
+    return checkpoint, config
+
+
+def _download(client: object, run_id: str, artifact: str, dest: Path, what: str) -> Path:
+    try:
+        return Path(client.download_artifacts(run_id, artifact, str(dest)))  # type: ignore[attr-defined]
+    except Exception as err:  # noqa: BLE001 - MLflow's errors for a missing artifact vary by store
+        raise UserError(f"cannot fetch {artifact} of {what}: {str(err).splitlines()[0][:200]}") from None
