@@ -42,7 +42,39 @@ IMPORT_PROBES = {
     # the same, but the heap is frozen before exit: the interpreter's final garbage collections
     # then skip the ~10^5-10^6 objects torch, Lightning and MLflow leave behind
     "import_cli_freeze_s": "import gc, lit_nn.cli.train; gc.freeze()",
+    # how the lit-nn command ends: atexit handlers, then no interpreter finalization at all
+    "import_cli_exit_now_s": "import lit_nn.cli.train; from lit_nn.cli.main import exit_now; exit_now(0)",
 }
+# whole commands a user types before any training, timed as processes (issue: <= 1.5 s for help)
+COMMANDS = {
+    "lit-nn --help": ["--help"],
+    "lit-nn generate --help": ["generate", "--help"],
+    "lit-nn sweep --help": ["sweep", "--help"],
+    "lit-nn compare --help": ["compare", "--help"],
+    "lit-nn runs --help": ["runs", "--help"],
+    "lit-nn lab --help": ["lab", "--help"],
+    "lit-nn lab gates --help": ["lab", "gates", "--help"],
+    "lit-nn runs (store of 50 runs)": ["runs"],
+}
+
+
+def command_times(env: dict[str, str], repeats: int) -> dict[str, float]:
+    """Median wall times of :data:`COMMANDS` as fresh processes; ``runs`` lists a store of 50 runs."""
+    from lit_nn.tracking.lifecycle import RunStatus, end_run
+    from lit_nn.tracking.store import ensure_experiment, tracking_client
+
+    experiment = ensure_experiment("bench-runs", env["MLFLOW_TRACKING_URI"])
+    client = tracking_client(env["MLFLOW_TRACKING_URI"])
+    for i in range(50 - len(client.search_runs([experiment], max_results=50))):
+        run_id = client.create_run(experiment, run_name=f"run-{i}").info.run_id
+        client.log_metric(run_id, "val_acc", 0.9, step=0)
+        end_run(client, run_id, RunStatus.FINISHED)
+    walls: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    for _ in range(repeats):
+        for name, args in COMMANDS.items():
+            walls[name].append(_wall([*lit_nn_command(), *args], env)[0])
+    return {name: statistics.median(values) for name, values in walls.items()}
+
 
 
 def import_times(env: dict[str, str], repeats: int) -> dict[str, float]:
@@ -116,9 +148,11 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
             env["OMP_NUM_THREADS"] = str(threads)
         log("start-up: interpreter and `import lit_nn.cli.train`")
         imports = import_times(env, repeats=1 if quick else 2)
+        log("start-up: --help of every command and `lit-nn runs`, as processes")
+        commands = command_times(env, repeats=1 if quick else 5)
         log("start-up: `lit-nn fit -c experiments/mnist_cnn.yaml`" + (" (quick: 1 epoch, 3 batches)" if quick else ""))
         train = make_train(env, quick)
-    return {"quick": quick, "threads": threads, **imports, "make_train": train}
+    return {"quick": quick, "threads": threads, **imports, "commands": commands, "make_train": train}
 
 
 def report(result: dict[str, Any]) -> str:
@@ -140,11 +174,16 @@ def report(result: dict[str, Any]) -> str:
               f"(so the imports and the exit are {fmt_s(result['import_cli_s'] - result['python_s'])}; "
               f"exit alone {fmt_s(result['exit_after_import_s'])}).",
               f"- The same with `gc.freeze()` before exit: {fmt_s(result['import_cli_freeze_s'])} — Python's final "
-              "garbage collections walk every object torch, Lightning and MLflow created; frozen, they are skipped.",
+              "garbage collections walk every object torch, Lightning and MLflow created; frozen, they are skipped "
+              "(but with torch >= 2.15 nanobind then reports them as leaked). How `lit-nn` ends instead, atexit "
+              f"handlers and no finalization (`exit_now`): {fmt_s(result['import_cli_exit_now_s'])}.",
               f"- Start-up and exit: {fmt_s(overhead)} ({100 * overhead / wall:.0f} % of the run); training "
               f"{fmt_s(training)} ({100 * training / wall:.0f} %)"
               + (f", {fmt_s(mt['per_epoch_s'])} per epoch." if mt["per_epoch_s"] else ".")]
     lines.append(f"- A first run on a fresh store also creates the MLflow SQLite schema: {fmt_s(mt['schema_s'])}.")
+    if result.get("commands"):
+        lines += ["", "Commands before any training, whole processes (median):", "",
+                  markdown_table(["command", "wall"], [[f"`{n}`", fmt_s(s)] for n, s in result["commands"].items()])]
     if mt.get("val_acc"):
         reached = (f"first ≥ 98 % after epoch {mt['first_98'][0]}, {fmt_s(mt['first_98'][1])} after launch"
                    if mt.get("first_98") else "never ≥ 98 %")

@@ -136,7 +136,11 @@ def test_readme_command_still_parses(argv: list[str], capsys):
         return
     name, rest = argv[0], argv[1:]
     if name in TRAINER_COMMANDS:
-        trainer_parser(name).parse_args(rest)
+        from lit_nn.cli.main import join_list_option
+
+        if "--ckpt_path" in rest and not any(a in rest for a in ("-c", "--config")):
+            rest = ["-c", str(REPO / "experiments" / "mnist_cnn.yaml"), *rest]  # a run id brings its config
+        trainer_parser(name).parse_args(join_list_option(rest, "--images"))
     elif name == "sweep":
         from lit_nn.sweep.grid import expand, load_sweep
 

@@ -34,6 +34,9 @@ TRAINER_DEFAULTS = {
     "max_epochs": 10,
     "log_every_n_steps": 50,
     "enable_model_summary": False,
+    # the run's params are its whole config, flattened (MLflowSaveConfig); Lightning's own copy of
+    # the hyperparameters would repeat them unprefixed, and clash with a resumed run's older ones
+    "enable_autolog_hparams": False,
 }
 
 
