@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,16 @@ def run_main(capsys, *args: str) -> Result:
         code = exit_.code if isinstance(exit_.code, int) else 1
     out = capsys.readouterr()
     return Result(code, out.out, out.err)
+
+
+def metric_history(db: Path, experiment: str) -> dict[str, list[list[float]]]:
+    """{metric: [[epoch, value], ...]} of an experiment's runs, read from the SQLite store exactly as stored."""
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "select m.key, m.step, m.value from metrics m join runs r on m.run_uuid = r.run_uuid "
+            "join experiments e on r.experiment_id = e.experiment_id where e.name = ? "
+            "order by m.key, m.step, m.timestamp", (experiment,)).fetchall()
+    out: dict[str, list[list[float]]] = {}
+    for key, step, value in rows:
+        out.setdefault(key, []).append([step, value])
+    return out

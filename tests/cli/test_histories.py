@@ -7,33 +7,20 @@ Compared with ==, no tolerance: every op here is deterministic on a CPU with a f
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, run_cli
+from helpers import REPO, metric_history, run_cli
 
 HISTORIES = json.loads((REPO / "tests" / "fixtures" / "legacy" / "histories.json").read_text())
-
-
-def history(db: Path, experiment: str) -> dict[str, list[list[float]]]:
-    with sqlite3.connect(db) as con:
-        rows = con.execute(
-            "select m.key, m.step, m.value from metrics m join runs r on m.run_uuid = r.run_uuid "
-            "join experiments e on r.experiment_id = e.experiment_id where e.name = ? "
-            "order by m.key, m.step, m.timestamp", (experiment,)).fetchall()
-    out: dict[str, list[list[float]]] = {}
-    for key, step, value in rows:
-        out.setdefault(key, []).append([step, value])
-    return out
 
 
 def fit(tracking_store: str, experiment: str, *args: str) -> dict[str, list[list[float]]]:
     result = run_cli("fit", *args, "--experiment", experiment, "--trainer.enable_progress_bar", "false",
                      env={"PYTHONHASHSEED": "0"}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    return history(Path(tracking_store.removeprefix("sqlite:///")), experiment)
+    return metric_history(Path(tracking_store.removeprefix("sqlite:///")), experiment)
 
 
 def test_default_run_first_epochs_are_bit_identical(tracking_store: str):
