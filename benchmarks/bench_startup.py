@@ -183,7 +183,8 @@ def report(result: dict[str, Any]) -> str:
     lines.append(f"- A first run on a fresh store also creates the MLflow SQLite schema: {fmt_s(mt['schema_s'])}.")
     if result.get("commands"):
         lines += ["", "Commands before any training, whole processes (median):", "",
-                  markdown_table(["command", "wall"], [[f"`{n}`", fmt_s(s)] for n, s in result["commands"].items()])]
+                  markdown_table(["command", "wall"], [[f"`{n}`", fmt_s(s)] for n, s in result["commands"].items()]),
+                  ""]
     if mt.get("val_acc"):
         reached = (f"first ≥ 98 % after epoch {mt['first_98'][0]}, {fmt_s(mt['first_98'][1])} after launch"
                    if mt.get("first_98") else "never ≥ 98 %")

@@ -165,6 +165,15 @@ def summary(results: dict[str, Any]) -> str:
         setup = mt["phases"][0][1] + mt["phases"][-1][1]
         rows.append(["`make train` start to finish (start-up + exit)",
                      f"{fmt_s(mt['wall_s'])} ({fmt_s(setup)})", "—", "n/a"])
+        commands = st.get("commands") or {}
+        helps = {k: v for k, v in commands.items() if k.endswith("--help")}
+        if helps:
+            slowest = max(helps, key=helps.get)
+            rows.append(["slowest `--help` of any command (fit's aside)", f"{fmt_s(helps[slowest])} (`{slowest}`)",
+                         "≤ 1.5 s", verdict(helps[slowest] <= 1.5)])
+        for name, seconds in commands.items():
+            if not name.endswith("--help"):
+                rows.append([f"`{name}`", fmt_s(seconds), "≤ 3 s", verdict(seconds <= 3.0)])
     if not rows:
         return ""
     return "\n".join(["## Targets", "", markdown_table(["what", "measured", "target", "met"], rows)])

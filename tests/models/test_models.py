@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -107,3 +109,32 @@ def test_fused_adam_takes_the_same_steps_as_the_loop_implementation() -> None:
             model(x).square().mean().backward()
             opt.step()
     torch.testing.assert_close(a.weight, b.weight, rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_takes_one_width_per_layer():
+    """The notes' first network: 784 → 128 → 64 → 10."""
+    model = MLP(hidden=[128, 64], activation="selu")
+    linears = [m for m in model.net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 128), (128, 64), (64, 10)]
+    assert model.hparams.depth == 2 and model.run_tags()["depth"] == "2"
+    assert MLP(depth=3, hidden=[32, 16, 8]).num_parameters == 784 * 32 + 32 + 32 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10
+    assert [m.out_features for m in MLP(depth=3, hidden=16).net if isinstance(m, torch.nn.Linear)] == [16, 16, 16, 10]
+    assert MLP(hidden=16).hparams.depth == 2  # one width: two layers unless told otherwise
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"depth": 2, "hidden": [128, 64, 32]}, "model.depth=2 but model.hidden lists 3 width(s)"),
+    ({"hidden": [128, 0]}, "model.hidden must be > 0, got 0"),
+])
+def test_mlp_widths_that_do_not_fit_are_refused(kwargs, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        MLP(**kwargs)
+
+
+def test_per_layer_widths_from_the_command_line(capsys):
+    from helpers import run_main
+
+    result = run_main(capsys, "fit", "-c", "experiments/mnist_mlp.yaml", "--model.init_args.hidden", "[128, 64]",
+                      "--print_config")
+    assert result.returncode == 0, result.stderr
+    assert "- 128\n    - 64" in result.stdout or "hidden: [128, 64]" in result.stdout

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from lit_nn.core.errors import check_fraction, check_positive, unknown_choice
+from lit_nn.core.errors import UserError, check_fraction, check_positive, unknown_choice
 from lit_nn.models.base import Classifier
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -26,12 +26,29 @@ def make_activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def layer_widths(depth: int | None, hidden: int | list[int]) -> list[int]:
+    """The width of each hidden layer, from a depth and one width, or from one width per layer."""
+    if depth is not None:
+        check_positive("model.depth", depth, allow_zero=True)
+    if isinstance(hidden, int):
+        check_positive("model.hidden", hidden)
+        return [hidden] * (2 if depth is None else depth)
+    widths = list(hidden)
+    for width in widths:
+        check_positive("model.hidden", width)
+    if depth is not None and depth != len(widths):
+        raise UserError(f"model.depth={depth} but model.hidden lists {len(widths)} width(s) {widths}; give "
+                        f"depth {len(widths)}, or leave depth out, or one width for every layer")
+    return widths
+
+
 class MLP(Classifier):
     """Flatten → ``depth`` × (Linear → activation [→ Dropout]) → Linear.
 
     Args:
-        depth: number of hidden layers; 0 is softmax regression (one linear layer).
-        hidden: width of every hidden layer.
+        depth: number of hidden layers; 0 is softmax regression (one linear layer). Default: 2 with
+            one width, the number of widths with a list.
+        hidden: width of every hidden layer, or one width per layer (``[128, 64]``: 784 → 128 → 64 → 10).
         activation: sigmoid, tanh, relu, leaky_relu, selu or gelu.
         dropout: dropout probability after each hidden activation (0 disables it).
         input_size: flattened input size (28*28 for MNIST).
@@ -44,8 +61,8 @@ class MLP(Classifier):
 
     def __init__(
         self,
-        depth: int = 2,
-        hidden: int = 128,
+        depth: int | None = None,
+        hidden: int | list[int] = 128,
         activation: str = "relu",
         dropout: float = 0.0,
         input_size: int = 784,
@@ -53,16 +70,16 @@ class MLP(Classifier):
         **optim_args: Any,
     ) -> None:
         super().__init__(num_classes, **optim_args)
-        check_positive("model.depth", depth, allow_zero=True)
-        check_positive("model.hidden", hidden)
+        widths = layer_widths(depth, hidden)
+        self.hparams.depth = len(widths)  # what was built, for the tags and the run name
         check_fraction("model.dropout", dropout)
         act = make_activation(activation)  # validate before building layers
         layers: list[nn.Module] = [nn.Flatten()]
         width = input_size
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), type(act)()]
+        for out in widths:
+            layers += [nn.Linear(width, out), type(act)()]
             if dropout:
                 layers.append(nn.Dropout(dropout))
-            width = hidden
+            width = out
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
