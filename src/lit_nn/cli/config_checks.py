@@ -110,6 +110,15 @@ def condense_parser_error(message: str) -> str:
                   for v in lits.split(",")]
         valid = ", ".join(dict.fromkeys(values))
         return f"{key} must be one of: {valid}; got {given.group(1).strip()!r}" if given else f"{key}: one of {valid}"
+    if "Union subtypes" in message and (keys := re.findall(r'Parser key "([\w.]+)":', message)):
+        # a value of the wrong type for an optional argument (int | None...), maybe inside a class
+        subtypes = re.findall(r"Subtypes: \[(.*?)\]\n", message)[-1]
+        types = [t for t in re.findall(r"<class '([\w.]+)'>", subtypes) if t != "NoneType"]
+        given = re.search(r"Given value: (?!NestedArg)(.+)", message)
+        key = keys[0] if len(keys) == 1 else f"{keys[0]}.init_args.{keys[-1]}"
+        if types and given and "class_path" not in types[0] and "Module" not in types[0]:
+            optional = " (or null)" if "NoneType" in subtypes else ""
+            return f"{key} expects {' or '.join(types)}{optional}, got {given.group(1).strip()!r}"
     if m := re.search(r'Parser key "([\w.]+)":\s+Expected a (.+?)\. Got value: (.+)', message):
         key, expected, got = m.groups()
         expected = re.sub(r"<class '(\w+)'>", r"\1", expected)
