@@ -41,6 +41,10 @@ def test_fit_records_a_complete_finished_run(client):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [0, 1], key
     assert 0.0 <= run.data.metrics["test_acc"] <= 1.0 and "test_loss" in run.data.metrics
+    val = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_acc")]
+    best_epoch, best = max(val, key=lambda sv: (sv[1], -sv[0]))
+    assert run.data.metrics["best_val_acc"] == best and run.data.metrics["best_epoch"] == best_epoch
+    assert tags["git_dirty"] in ("true", "false")
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "confusion_matrix.png", "checkpoints"} <= artifacts

@@ -149,3 +149,48 @@ def test_compare_errors_are_one_clear_sentence(client, capsys):
     result = run_main(capsys, "compare", "nosuchsweep", "--experiment", "exists")
     assert result.returncode == 2 and "no sweep named 'nosuchsweep' in experiment 'exists'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def planted(group: str, values: list[float]) -> list[RunData]:
+    """Finished runs of one group, one per seed, whose best val_acc is the given value."""
+    return [RunData(run_id=f"{group}{i}", name=f"{group}-s{i}", group=group, status="FINISHED", start_ms=T0,
+                    end_ms=T0 + 1000, tags={"seed": str(i)}, history={"val_acc": [(0, v - 0.1), (1, v)]})
+            for i, v in enumerate(values)]
+
+
+def test_a_planted_clear_difference_is_supported_and_an_overlap_is_not():
+    from lit_nn.sweep.report import neighbour_differences, verdict_text
+
+    runs = [*planted("adam", [0.960, 0.965, 0.962]), *planted("sgd", [0.900, 0.910, 0.905]),
+            *planted("adagrad", [0.902, 0.899, 0.909])]
+    diffs = neighbour_differences(runs)
+    assert [(d.better, d.worse) for d in diffs] == [("adam", "sgd"), ("sgd", "adagrad")]
+    clear, overlap = diffs
+    assert clear.supported and clear.lo > 0 and clear.seeds == 3
+    assert clear.mean == pytest.approx((0.060 + 0.055 + 0.057) / 3)
+    assert not overlap.supported and overlap.lo < 0 < overlap.hi
+    text = verdict_text(diffs)
+    assert "Supported at 95 %: `adam` > `sgd`" in text and "Not supported: `sgd` vs `adagrad`" in text
+    assert "over 3 paired seeds: supported" in clear.sentence()
+    assert "not supported (the interval includes 0)" in overlap.sentence()
+
+
+def test_when_every_interval_includes_zero_no_ranking_is_claimed():
+    from lit_nn.sweep.report import neighbour_differences, verdict_text
+
+    runs = [r for k, g in enumerate("abcd") for r in planted(g, [0.94 + 0.003 * ((i * 7 + k) % 3) for i in range(3)])]
+    text = verdict_text(neighbour_differences(runs))
+    assert text.startswith("No ranking is supported by these seeds")
+    one_seed = [*planted("x", [0.95]), *planted("y", [0.90])]
+    assert "One seed per group" in verdict_text(neighbour_differences(one_seed))
+    chain = [*planted("p", [0.99, 0.98, 0.985]), *planted("q", [0.95, 0.94, 0.945]), *planted("r", [0.9, 0.89, 0.895])]
+    assert verdict_text(neighbour_differences(chain)).startswith("The ranking `p` > `q` > `r` holds")
+
+
+def test_the_written_report_says_what_the_seeds_support(tmp_path):
+    from lit_nn.sweep.report import write_report
+
+    runs = [*planted("adam", [0.960, 0.965, 0.962]), *planted("sgd", [0.900, 0.910, 0.905])]
+    text = write_report(runs, tmp_path, "opt", "optimizer").markdown_path.read_text()
+    assert "## What the seeds support" in text
+    assert "The ranking `adam` > `sgd` holds" in text and "`adam` − `sgd`: +0.0573" in text

@@ -186,3 +186,13 @@ def test_sweep_cli_rejects_bad_input(capsys, tmp_path):
     assert result.returncode == 2 and "--workers must be >= 1, got 0" in result.stderr
     result = run_main(capsys, "sweep", str(REPO / "experiments" / "compare_depth.yaml"), "--worker", "2")
     assert result.returncode == 2 and "unknown option '--worker' for lit-nn sweep (did you mean '--workers'?)" in result.stderr
+
+
+def test_the_sweep_parent_says_what_it_compares():
+    from lit_nn.sweep.driver import describe
+
+    spec = load_sweep(REPO / "experiments" / "compare_depth.yaml")
+    assert describe(spec, expand(spec)) == ("Compares depth (0, 1, 2, 3), 3 seed(s) each, 12 runs, on mnist; "
+                                            f"sweep file {spec.path}.")
+    spec = load_sweep(REPO / "experiments" / "compare_optimizers.yaml")
+    assert describe(spec, expand(spec)).startswith("Compares sgd, sgd_momentum, adagrad, rmsprop, adadelta, adam, adamw,")

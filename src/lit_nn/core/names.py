@@ -21,6 +21,12 @@ class Metric:
     VAL_PPL: Final = "val_ppl"  # char-RNN: perplexity
     TEST_LOSS: Final = "test_loss"
     TEST_ACC: Final = "test_acc"
+    BEST_EPOCH: Final = "best_epoch"  # the epoch of the best validation value (best.ckpt's)
+
+    @staticmethod
+    def best(monitor: str) -> str:
+        """``best_val_acc``, ``best_val_loss``: the best value of the monitored metric over the run."""
+        return f"best_{monitor}"
 
 
 class Tag:
@@ -30,6 +36,7 @@ class Tag:
     RUN_NAME: Final = "mlflow.runName"
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
     GIT_COMMIT: Final = "mlflow.source.git.commit"
+    GIT_DIRTY: Final = "git_dirty"  # "true" when the source tree had uncommitted changes
     NOTE: Final = "mlflow.note.content"
     # how a run ended and who wrote it
     FAILURE_REASON: Final = "failure_reason"

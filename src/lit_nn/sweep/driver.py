@@ -23,7 +23,7 @@ import yaml
 
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Tag
-from lit_nn.sweep.grid import Point, SweepSpec, point_settings_count
+from lit_nn.sweep.grid import POINT_NAME, Point, SweepSpec, point_settings_count
 from lit_nn.sweep.plan import decide, point_runs
 from lit_nn.tracking.lifecycle import RunStatus, tracked_run
 
@@ -96,7 +96,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
                 print(f"  skip {d.point.run_name}: {d.note}")
         parent_tags = {Tag.SWEEP: spec.name, Tag.SWEEP_ROLE: "parent", Tag.GROUP_BY: spec.group_by,
                        Tag.SWEEP_FILE: str(spec.path or ""),
-                       Tag.NOTE: spec.description or f"lit-nn sweep {spec.path}: {len(points)} points"}
+                       Tag.NOTE: spec.description or describe(spec, points)}
         with tracked_run(client, experiment_id, spec.name, parent_tags,
                          run_id=find_parent(client, experiment_id, spec.name)) as parent_run:
             parent = parent_run.run_id
@@ -127,6 +127,18 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
         print(f"{len(failed)} of {len(points)} points failed: {listed}", file=sys.stderr)
         return 1
     return 0
+
+
+def describe(spec: SweepSpec, points: list[Point]) -> str:
+    """What the sweep compares, in one sentence: the parent run's description in the MLflow UI."""
+    from lit_nn.sweep.compare import sweep_order
+
+    data = (spec.config.get("data") or {}).get("init_args") or {}
+    dataset = data.get("dataset") or data.get("corpus") or data.get("path")
+    values = ", ".join(sweep_order(spec)) or "its points"
+    what = values if spec.group_by == POINT_NAME else f"{spec.group_by} ({values})"
+    return (f"Compares {what}, {len(spec.seeds)} seed(s) each, {len(points)} runs"
+            + (f", on {dataset}" if dataset else "") + f"; sweep file {spec.path or spec.name}.")
 
 
 def _header(spec: SweepSpec, points: list[Point], extra: list[str]) -> str:

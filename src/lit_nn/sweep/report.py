@@ -126,6 +126,83 @@ def summarize(runs: Sequence[RunData], order: Sequence[str] | None = None) -> li
     return rows
 
 
+# two-sided 95 % quantiles of Student's t by degrees of freedom (beyond the table: 1.96)
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+       12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t95(df: int) -> float:
+    """The 95 % two-sided t quantile for ``df`` degrees of freedom (the next smaller tabled df: wider)."""
+    return T95[max(k for k in T95 if k <= df)] if df <= 30 else 1.96
+
+
+@dataclass(frozen=True)
+class Difference:
+    """best val_acc of ``better`` minus ``worse``, paired by seed: mean and 95 % t interval over seeds."""
+
+    better: str
+    worse: str
+    mean: float
+    lo: float
+    hi: float
+    seeds: int
+
+    @property
+    def supported(self) -> bool:
+        """Whether the seeds support ``better`` > ``worse``: the interval lies above 0."""
+        return self.seeds >= 2 and self.lo > 0
+
+    def sentence(self) -> str:
+        what = f"`{self.better}` − `{self.worse}`: {self.mean:+.4f}"
+        if self.seeds < 2:
+            return f"{what} from one seed: no interval, so no claim"
+        verdict = "supported" if self.supported else "not supported (the interval includes 0)"
+        return f"{what} [{self.lo:+.4f}, {self.hi:+.4f}] over {self.seeds} paired seeds: {verdict}"
+
+
+def neighbour_differences(runs: Sequence[RunData]) -> list[Difference]:
+    """Groups ranked by mean best val_acc; each neighbouring pair compared seed by seed (the same
+    seed means the same initial weights and data order, so the pairing removes that noise)."""
+    per_group: dict[str, dict[str, float]] = {}
+    for r in runs:
+        if r.status == RunStatus.FINISHED and r.best_val_acc is not None:
+            per_group.setdefault(r.group, {})[r.tags.get(Tag.SEED, r.run_id)] = r.best_val_acc
+    ranked = sorted(per_group, key=lambda g: -sum(per_group[g].values()) / len(per_group[g]))
+    out = []
+    for better, worse in zip(ranked, ranked[1:], strict=False):
+        common = sorted(set(per_group[better]) & set(per_group[worse]))
+        diffs = [per_group[better][s] - per_group[worse][s] for s in common]
+        if not diffs:
+            continue
+        mean = sum(diffs) / len(diffs)
+        half = 0.0
+        if len(diffs) >= 2:
+            sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+            half = t95(len(diffs) - 1) * sd / math.sqrt(len(diffs))
+        out.append(Difference(better, worse, mean, mean - half, mean + half, len(diffs)))
+    return out
+
+
+def verdict_text(differences: Sequence[Difference]) -> str:
+    """In words: which part of the ranking by best val_acc the seeds support."""
+    if not differences:
+        return "Only one group finished: there is nothing to rank."
+    if all(d.seeds < 2 for d in differences):
+        return ("One seed per group: the table orders the runs but supports no ranking; run more seeds "
+                "(`seeds: [0, 1, 2]` in the sweep file) to tell differences from chance.")
+    held = [d for d in differences if d.supported]
+    if not held:
+        return ("No ranking is supported by these seeds: for every neighbouring pair the 95 % interval of "
+                "the difference includes 0, so the order in the table may be chance.")
+    if len(held) == len(differences):
+        chain = " > ".join([f"`{differences[0].better}`", *(f"`{d.worse}`" for d in differences)])
+        return f"The ranking {chain} holds: every neighbouring difference is supported at 95 %."
+    kept = ", ".join(f"`{d.better}` > `{d.worse}`" for d in held)
+    loose = ", ".join(f"`{d.better}` vs `{d.worse}`" for d in differences if not d.supported)
+    return (f"Supported at 95 %: {kept}. Not supported: {loose} — those neighbours may be in either "
+            "order.")
+
+
 def curve_data(runs: Sequence[RunData], metric: str, order: Sequence[str] | None = None
                ) -> dict[str, tuple[list[int], list[float], list[float], list[float]]]:
     """Per group: epochs and the mean, min and max over its FINISHED runs at each epoch."""
@@ -172,7 +249,7 @@ def curves_figure(runs: Sequence[RunData], group_by: str, order: Sequence[str] |
 
 
 def markdown(title: str, group_by: str, rows: Sequence[GroupRow], failed: Sequence[RunData],
-             notes: Sequence[str] = ()) -> str:
+             notes: Sequence[str] = (), differences: Sequence[Difference] = ()) -> str:
     """The report: a summary table, the curves image, and the runs that failed (with why)."""
     lines = [f"# {title}", "", *notes, "" if notes else "",
              f"| {group_by} | runs | best val_acc | final test_acc | epochs | wall time (s) | parameters |",
@@ -186,6 +263,10 @@ def markdown(title: str, group_by: str, rows: Sequence[GroupRow], failed: Sequen
     lines += ["", "Numbers are the mean over seeds, [min, max] when they differ. best val_acc is each "
               "run's highest validation accuracy over its epochs; final test_acc is measured once on the "
               "test split after training; wall time covers the whole run (training, validation, test).",
+              "", "## What the seeds support", "", verdict_text(differences), ""]
+    lines += [f"- {d.sentence()}" for d in differences]
+    lines += ["" if differences else "", "Each line compares neighbours in the ranking by mean best val_acc: the "
+              "difference seed by seed, its mean and a 95 % Student-t interval over the seeds.",
               "", "![learning curves](curves.png)", ""]
     if failed:
         lines += ["## Runs that did not finish", "", "| run | status | reason |", "|---|---|---|"]
@@ -217,5 +298,5 @@ def write_report(runs: Sequence[RunData], out_dir: Path, title: str, group_by: s
     plt.close(figure)
     failed = [r for r in runs if r.status in (RunStatus.FAILED, RunStatus.KILLED)]
     md_path = out_dir / "report.md"
-    md_path.write_text(markdown(title, group_by, rows, failed, notes))
+    md_path.write_text(markdown(title, group_by, rows, failed, notes, neighbour_differences(runs)))
     return Report(md_path, figure_path, rows, figure)

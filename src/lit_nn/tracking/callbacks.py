@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from lit_nn.core.names import Param, Tag
+from lit_nn.core.names import Metric, Param, Tag
 from lit_nn.data.datamodule import LitDataModule
 from lit_nn.models.base import LitModel
 from lit_nn.tracking.logger import MLflowTracker
@@ -145,11 +145,23 @@ class RunRecorder(L.Callback):
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         tracker = find_tracker(trainer)
-        ckpt = trainer.checkpoint_callback
-        if tracker is None or not isinstance(ckpt, ModelCheckpoint):
+        if tracker is None:
             return
-        if self.log_checkpoint and ckpt.best_model_path:
+        if isinstance(pl_module, LitModel):
+            self._log_best(tracker, *pl_module.monitor)
+        ckpt = trainer.checkpoint_callback
+        if self.log_checkpoint and isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
             tracker.log_artifact(ckpt.best_model_path, "checkpoints")
+
+    @staticmethod
+    def _log_best(tracker: MLflowTracker, monitor: str, mode: str) -> None:
+        """``best_<monitor>`` and ``best_epoch`` over the whole run, a resumed run's earlier epochs included."""
+        history = tracker.experiment.get_metric_history(tracker.run_id, monitor)
+        if not history:
+            return
+        pick = max if mode == "max" else min
+        best = pick(history, key=lambda m: (m.value, -m.step) if mode == "max" else (m.value, m.step))
+        tracker.log_metrics({Metric.best(monitor): best.value, Metric.BEST_EPOCH: best.step}, step=best.step)
 
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -153,16 +153,26 @@ def ensure_experiment(name: str, uri: str | None = None) -> str:
         return experiment.experiment_id
 
 
+def _git(*args: str) -> str | None:
+    """``git ARGS`` in the lit-nn source tree; None outside a checkout or without git."""
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 @cache
 def git_commit() -> str:
     """The commit of the lit-nn source tree, or 'unknown' outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+    return _git("rev-parse", "HEAD") or "unknown"
+
+
+@cache
+def git_dirty() -> str:
+    """'true' when the source tree has uncommitted changes (the commit alone does not say what ran)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return "unknown" if status is None else str(bool(status)).lower()
 
 
 def process_tags() -> dict[str, str]:
@@ -172,7 +182,7 @@ def process_tags() -> dict[str, str]:
 
 def standard_tags() -> dict[str, str]:
     """The tags every lit-nn run starts with: the writing process and the source commit."""
-    return {**process_tags(), Tag.GIT_COMMIT: git_commit()}
+    return {**process_tags(), Tag.GIT_COMMIT: git_commit(), Tag.GIT_DIRTY: git_dirty()}
 
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `make ui` serves the default store
