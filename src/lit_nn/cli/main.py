@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from lit_nn.core.errors import UserError
 
@@ -22,7 +22,7 @@ TRAINER_COMMANDS = {
     "fit": "train a model, then evaluate it on the test set",
     "validate": "evaluate a checkpoint on the validation split",
     "test": "evaluate a checkpoint on the test split",
-    "predict": "predict classes for the test split",
+    "predict": "classify the test split or your own images (--images), with a table and a CSV",
 }
 
 
@@ -41,9 +41,7 @@ def _print_overview() -> None:
 def _run_trainer_command(argv: list[str]) -> None:
     import tempfile
 
-    from jsonargparse import ArgumentError
-
-    from lit_nn.cli.config_checks import check_config_file, condense_parser_error, config_paths, option_values
+    from lit_nn.cli.config_checks import check_config_file, config_paths, option_values
     from lit_nn.tracking.checkpoints import fetch_run_checkpoint, is_run_reference, load_checkpoint
 
     argv = join_list_option(argv, "--images")
@@ -59,7 +57,7 @@ def _run_trainer_command(argv: list[str]) -> None:
         for ckpt in option_values(argv, "--ckpt_path"):
             if ckpt not in ("last", "best", "hpc", "registry"):
                 load_checkpoint(ckpt)  # LightningCLI reads it while parsing: check it first
-        _run_lightning_cli(argv, ArgumentError, condense_parser_error)
+        _run_lightning_cli(argv)
 
 
 def join_list_option(argv: list[str], option: str) -> list[str]:
@@ -78,12 +76,16 @@ def join_list_option(argv: list[str], option: str) -> list[str]:
     return [*argv[:i], f"{option}={json.dumps(values)}", *argv[j:]]
 
 
-def _run_lightning_cli(argv: list[str], argument_error: type[Exception], condense: Any) -> None:
+def _run_lightning_cli(argv: list[str]) -> None:
+    """LitNNCLI on ``argv``; a parser error becomes one sentence (an unknown flag with the nearest one)."""
+    from jsonargparse import ArgumentError
+
+    from lit_nn.cli.config_checks import condense_parser_error
     from lit_nn.cli.train import LitNNCLI
 
     try:
         LitNNCLI(args=argv)
-    except argument_error as err:
+    except ArgumentError as err:
         message = str(err)
         if message.startswith("unrecognized arguments:"):
             from lit_nn.cli.tool_parser import option_names, unknown_option
@@ -92,7 +94,7 @@ def _run_lightning_cli(argv: list[str], argument_error: type[Exception], condens
             option = next((w.split("=", 1)[0] for w in message.split(":", 1)[1].split() if w.startswith("-")), "")
             if option:
                 raise unknown_option(option, option_names(trainer_parser(argv[0])), f"lit-nn {argv[0]}") from None
-        raise UserError(condense(message)) from None
+        raise UserError(condense_parser_error(message)) from None
 
 
 # Lightning's info lines that are advertisement or say nothing on the machine at hand; its
