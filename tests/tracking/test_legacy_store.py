@@ -23,8 +23,9 @@ TINY_MLP = ["-c", "experiments/mnist_mlp.yaml", "--experiment", "legacy", "--mod
 def legacy_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The legacy store copied to a temporary folder, its artifact locations pointed there."""
     store = tmp_path / "legacy-mlruns"
-    shutil.copytree(LEGACY / "store", store)
-    with sqlite3.connect(store / "mlflow.db") as db:
+    shutil.copytree(LEGACY / "store", store, ignore=shutil.ignore_patterns("mlflow.sql"))
+    with sqlite3.connect(store / "mlflow.db") as db:  # the database, rebuilt from its SQL dump
+        db.executescript((LEGACY / "store" / "mlflow.sql").read_text())
         db.execute("update experiments set artifact_location = replace(artifact_location, ?, ?)",
                    (PLACEHOLDER, str(store)))
         db.execute("update runs set artifact_uri = replace(artifact_uri, ?, ?)", (PLACEHOLDER, str(store)))
