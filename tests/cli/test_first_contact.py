@@ -38,7 +38,7 @@ def test_the_cli_entry_imports_no_training_or_tracking_library():
 
 
 def test_the_closing_line_points_at_a_tracking_server():
-    from lit_nn.tracking.store import where_to_open
+    from lit_nn.tracking.views import where_to_open
 
     assert where_to_open("http://team:5000/", "3", "abc") == "open it at http://team:5000/#/experiments/3/runs/abc"
     assert "make ui" in where_to_open(f"sqlite:///{Path('mlruns').resolve()}/mlflow.db", "3", "abc")

@@ -214,6 +214,8 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
     report = compare_runs(sweep, experiment, group_by, out)
     print(report.markdown_path.read_text())
     print(f"report: {report.markdown_path} and {report.figure_path}")
+    if report.ui:
+        print(report.ui)
 
 
 # -- runs ----------------------------------------------------------------------------------

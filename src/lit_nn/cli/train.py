@@ -27,7 +27,8 @@ from lit_nn.tracking.callbacks import MLflowSaveConfig, RunCheckpoint, RunRecord
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
 from lit_nn.tracking.logger import MLflowTracker
 from lit_nn.tracking.resume import find_run_to_resume, reopen_for_resume
-from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client, where_to_open
+from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
+from lit_nn.tracking.views import where_to_open
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 TRAINER_DEFAULTS = {

@@ -38,6 +38,9 @@ class Tag:
     GIT_COMMIT: Final = "mlflow.source.git.commit"
     GIT_DIRTY: Final = "git_dirty"  # "true" when the source tree had uncommitted changes
     NOTE: Final = "mlflow.note.content"
+    RUN_COLOR: Final = "mlflow.runColor"  # the run's line color in the UI's charts
+    EXPERIMENT_KIND: Final = "mlflow.experimentKind"  # "custom_model_development": a training experiment
+    VIEW_STATE: Final = "mlflow.sharedViewState."  # + key: a saved UI view, opened by ?viewStateShareKey=key
     # how a run ended and who wrote it
     FAILURE_REASON: Final = "failure_reason"
     HOST: Final = "host"
@@ -66,3 +69,10 @@ class Param:
 
     NUM_PARAMETERS: Final = "num_parameters"
     DATA_SOURCE: Final = "data_source"
+
+
+class Artifact:
+    """Artifact paths inside a run that other code and users address by name."""
+
+    # the best checkpoint as an MLflow model: mlflow.pyfunc.load_model("runs:/<run id>/model")
+    MODEL: Final = "model"

@@ -14,18 +14,20 @@ itself when it ends.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lit_nn.core.errors import UserError, unknown_choice
-from lit_nn.core.names import Tag
+from lit_nn.core.names import Metric, Tag
 from lit_nn.sweep.grid import POINT_NAME, SweepSpec, load_sweep, settings
 from lit_nn.sweep.plan import sweep_filter
-from lit_nn.sweep.report import CURVE_METRICS, Report, RunData, write_report
+from lit_nn.sweep.report import CURVE_METRICS, Report, RunData, order_groups, write_report
 from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.listing import search_all_runs
 
 REPORTS = Path("reports")
+VIEW_METRICS = (Metric.VAL_ACC, Metric.VAL_LOSS, Metric.TRAIN_LOSS)  # the UI view's charts, when logged
 
 
 def group_value(run: Any, group_by: str) -> str | None:
@@ -98,7 +100,32 @@ def report_sweep(client: Any, experiment_id: str, sweep: str, group_by: str, ord
     if parent_run_id:
         client.log_artifact(parent_run_id, str(report.figure_path))
         client.log_artifact(parent_run_id, str(report.markdown_path))
-    return report
+    ui = publish_view(client, experiment_id, sweep, sweep_filter(sweep, "point"), runs, order,
+                      f"{sweep}: one line per run, colored by {group_by}")
+    return replace(report, ui=ui)
+
+
+def publish_view(client: Any, experiment_id: str, name: str, run_filter: str, runs: Sequence[RunData],
+                 order: Sequence[str] | None, title: str) -> str:
+    """Color the runs by group as the report's figure does and save the MLflow UI view of them;
+    return the line that tells where to open it."""
+    from lit_nn.tracking.views import (
+        color_runs,
+        comparison_state,
+        group_colors,
+        save_view,
+        view_key,
+        where_to_view,
+    )
+
+    finished = [r for r in runs if r.status == RunStatus.FINISHED]
+    groups = order_groups(finished, order)
+    groups += [g for g in order_groups(runs, order) if g not in groups]
+    color_runs(client, {r.run_id: r.group for r in runs}, group_colors(groups))
+    metrics = [m for m in VIEW_METRICS if any(m in r.metrics for r in runs)]
+    key = view_key(name)
+    save_view(client, experiment_id, key, comparison_state(run_filter, metrics, title))
+    return where_to_view(client.tracking_uri, experiment_id, key)
 
 
 def sweep_order(spec: SweepSpec) -> list[str]:
@@ -132,8 +159,11 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
         runs, notes = collect_runs(client, exp_id, group_by)
         if not runs:
             raise UserError(f"experiment {exp_name!r} has no ended runs with a {group_by!r} tag or param")
-        return write_report(runs, out or REPORTS / exp_name, title=exp_name, group_by=group_by,
-                            notes=[f"Experiment `{exp_name}`, grouped by `{group_by}`.", *notes])
+        report = write_report(runs, out or REPORTS / exp_name, title=exp_name, group_by=group_by,
+                              notes=[f"Experiment `{exp_name}`, grouped by `{group_by}`.", *notes])
+        ui = publish_view(client, exp_id, f"{exp_name}-by-{group_by}", "", runs, None,
+                          f"{exp_name}: one line per run, colored by {group_by}")
+        return replace(report, ui=ui)
     parents = search_all_runs(client, [exp_id], sweep_filter(name, "parent"))
     if not parents:
         raise UserError(f"no sweep named {name!r} in experiment {exp_name!r}; run lit-nn sweep first, or "

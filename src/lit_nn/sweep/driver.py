@@ -124,9 +124,10 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
         return 130
     if failed:
         listed = "; ".join(f"{o.point.run_name} ({o.status}: {o.reason[:160]})" for o in failed)
-        print(f"{len(failed)} of {len(points)} points failed: {listed}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"{len(failed)} of {len(points)} points failed: {listed}", file=sys.stderr, flush=True)
+    if report is not None and report.ui:
+        print(report.ui)
+    return 1 if failed else 0
 
 
 def describe(spec: SweepSpec, points: list[Point]) -> str:

@@ -285,6 +285,7 @@ class Report:
     figure_path: Path
     rows: list[GroupRow]
     figure: plt.Figure
+    ui: str | None = None  # where to see the same comparison in the MLflow UI (a URL and how to start it)
 
 
 def write_report(runs: Sequence[RunData], out_dir: Path, title: str, group_by: str,

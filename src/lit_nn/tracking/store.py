@@ -28,6 +28,7 @@ DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 SERVER_SCHEMES = ("http", "https")
 SERVER_CHECK_TIMEOUT_S = 5.0
 SQLITE_MAGIC = b"SQLite format 3\x00"
+MODEL_TRAINING = "custom_model_development"  # the UI's experiment type for model training (not GenAI)
 
 
 def resolve_tracking_uri() -> str:
@@ -134,7 +135,8 @@ def tracking_client(uri: str | None = None) -> Any:
 
 
 def ensure_experiment(name: str, uri: str | None = None) -> str:
-    """Get or create an experiment by name (with the local artifact location); return its id."""
+    """Get or create an experiment by name (with the local artifact location, typed as model
+    training for the MLflow UI); return its id."""
     if not name.strip():
         raise UserError(f"the experiment name must not be empty, got {name!r}; e.g. --experiment mnist")
     uri = prepare_store(uri)
@@ -143,9 +145,12 @@ def ensure_experiment(name: str, uri: str | None = None) -> str:
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
+        if Tag.EXPERIMENT_KIND not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, Tag.EXPERIMENT_KIND, MODEL_TRAINING)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(name, uri))
+        return client.create_experiment(name, artifact_location=artifact_location(name, uri),
+                                        tags={Tag.EXPERIMENT_KIND: MODEL_TRAINING})
     except Exception:  # noqa: BLE001 - another process created it first
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -184,17 +189,3 @@ def standard_tags() -> dict[str, str]:
     """The tags every lit-nn run starts with: the writing process and the source commit."""
     return {**process_tags(), Tag.GIT_COMMIT: git_commit(), Tag.GIT_DIRTY: git_dirty()}
 
-
-LOCAL_UI = "http://127.0.0.1:5000"  # where `make ui` serves the default store
-
-
-def where_to_open(uri: str, experiment_id: str, run_id: str) -> str:
-    """How to look at a run in the MLflow UI: the server's own page for a tracking server,
-    ``make ui`` for the default local store, ``mlflow ui`` on the store otherwise."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
-    if uri.startswith(("http://", "https://")):
-        return f"open it at {uri.rstrip('/')}/{page}"
-    store = local_store_dir(uri)
-    if store is not None and store.resolve() == DEFAULT_STORE.resolve():
-        return f"open it with `make ui` → {LOCAL_UI}/{page}"
-    return f"open it with `mlflow ui --backend-store-uri {uri}`"
