@@ -1,4 +1,5 @@
-"""Character-level language model: embedding → torch's fused RNN / GRU / LSTM → linear head.
+"""Character-level language model: embedding → torch's fused RNN / GRU / LSTM → linear head, or
+the hand-written ``classic`` cell of the learner's notes (one-hot characters → i2h / i2o).
 
 The vocabulary is the ``vocab`` hyperparameter (the sorted distinct characters). A YAML
 config leaves it empty: ``setup`` takes it from the DataModule and builds the layers then,
@@ -25,18 +26,86 @@ from lit_nn.core.signatures import init_arg_names
 from lit_nn.data.text import TextDataModule, encode
 from lit_nn.models.base import LitModel
 
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
 
-class CharRNN(LitModel):
-    """Predicts the next character: Embedding → ``num_layers`` × cell → Dropout → Linear.
+class ClassicRNN(nn.Module):
+    """The hand-written cell of PyTorch's classic char-RNN tutorial, which the learner's notes copy.
+
+    It is called ``classic`` after that tutorial ("classifying names with a character-level
+    RNN"): two linear layers over the concatenation of the input and the previous hidden state,
+
+        combined = cat(x_t, h_{t-1})
+        h_t      = i2h(combined)          # the next hidden state: no tanh, a purely linear recurrence
+        y_t      = i2o(combined)          # the output (logits) reads the input and h_{t-1} directly
+
+    Unlike the Elman ``rnn`` cell (``h_t = tanh(W x_t + U h_{t-1} + b)``, then a separate head
+    on ``h_t``) nothing squashes the hidden state, so only its weights keep it bounded, and the
+    output at step t sees ``h_{t-1}``, not ``h_t``. ``step`` is that formula, one time step, as
+    written in the notes; ``forward`` runs it over a whole sequence with the same arithmetic
+    regrouped (the input's share of both layers computed for all steps at once), which is faster.
 
     Args:
-        cell: rnn (tanh Elman network), gru or lstm — torch's fused ``nn.RNN``/``nn.GRU``/``nn.LSTM``.
-        embedding: size of the character embedding.
+        input_size: size of each input vector (the vocabulary size for one-hot characters).
+        hidden_size: size of the hidden state.
+        output_size: size of each output (the vocabulary size: next-character logits).
+        dropout: dropout on the hidden state where the output layer reads it (0 disables it).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.i2h = nn.Linear(input_size + hidden_size, hidden_size)
+        self.i2o = nn.Linear(input_size + hidden_size, output_size)
+        self.drop = nn.Dropout(dropout)
+
+    def init_hidden(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        """The all-zero hidden state the notes start from, ``(batch, hidden_size)``."""
+        return like.new_zeros(batch, self.hidden_size)
+
+    def step(self, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step exactly as the notes write it: ``(output, next hidden)`` for ``x`` ``(batch, input)``."""
+        output = self.i2o(torch.cat((x, self.drop(hidden)), 1))
+        hidden = self.i2h(torch.cat((x, hidden), 1))
+        return output, hidden
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs ``(batch, time, output)`` for inputs ``(batch, time, input)``, and the last hidden state.
+
+        The same numbers as calling ``step`` at every time step: a linear layer over ``cat(x, h)``
+        is ``x·Wx + h·Wh + b``, so the ``x·Wx + b`` parts of both layers are computed for all
+        steps in one product, and only ``h·Wh`` remains in the loop over time.
+        """
+        n = self.input_size
+        if hidden is None:
+            hidden = self.init_hidden(x.shape[0], x)
+        from_input = F.linear(x, self.i2h.weight[:, :n], self.i2h.bias)  # (batch, time, hidden)
+        w_hidden = self.i2h.weight[:, n:]
+        entering = []  # h_{t-1}: the hidden state each step's output reads
+        for t in range(x.shape[1]):
+            entering.append(hidden)
+            hidden = from_input[:, t] + F.linear(hidden, w_hidden)
+        previous = self.drop(torch.stack(entering, 1))
+        outputs = F.linear(x, self.i2o.weight[:, :n], self.i2o.bias) + F.linear(previous, self.i2o.weight[:, n:])
+        return outputs, hidden
+
+
+CLASSIC = "classic"
+CELLS: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM, CLASSIC: ClassicRNN}
+
+
+class CharRNN(LitModel):
+    """Predicts the next character: Embedding → ``num_layers`` × cell → Dropout → Linear; with the
+    ``classic`` cell, one-hot characters → :class:`ClassicRNN` (its ``i2o`` is the output layer).
+
+    Args:
+        cell: rnn (tanh Elman network), gru or lstm — torch's fused ``nn.RNN``/``nn.GRU``/``nn.LSTM`` —
+            or classic, the learner's notes' hand-written cell (:class:`ClassicRNN`: i2h/i2o over
+            cat(one-hot input, hidden), a linear recurrence, one layer).
+        embedding: size of the character embedding (not used by classic, which reads one-hot
+            characters as the notes do).
         hidden: hidden-state size of every layer.
-        num_layers: stacked recurrent layers.
+        num_layers: stacked recurrent layers (classic: 1).
         dropout: dropout between recurrent layers and before the output layer (0 disables it).
         vocab: the characters the model reads and writes; empty means "from the DataModule".
         sample_length: characters of the text sample logged to MLflow after each validation (0: none).
@@ -64,13 +133,16 @@ class CharRNN(LitModel):
         super().__init__(lr=lr, **optim_args)
         if cell not in CELLS:
             raise unknown_choice("cell", cell, CELLS)
+        if cell == CLASSIC and num_layers != 1:
+            raise UserError(f"cell {CLASSIC!r} is one layer (the notes' i2h/i2o pair); got model.num_layers="
+                            f"{num_layers}, give 1 or use rnn, gru or lstm to stack layers")
         for name, value in (("embedding", embedding), ("hidden", hidden), ("num_layers", num_layers)):
             check_positive(f"model.{name}", value)
         check_positive("model.sample_length", sample_length, allow_zero=True)
         check_fraction("model.dropout", dropout)
         self.val_nll = torchmetrics.MeanMetric()  # mean nats/char over all validation characters
         self.embed: nn.Embedding | None = None
-        self.rnn: nn.RNNBase | None = None
+        self.rnn: nn.RNNBase | ClassicRNN | None = None
         self.drop: nn.Dropout | None = None
         self.head: nn.Linear | None = None
         if vocab:
@@ -79,12 +151,15 @@ class CharRNN(LitModel):
     # -- layers -----------------------------------------------------------------------
     def _build(self, vocab: str) -> None:
         hp = self.hparams
+        self.hparams.vocab = vocab
+        if hp.cell == CLASSIC:  # its own output layer (i2o) and one-hot input: no embedding, no head
+            self.rnn = ClassicRNN(len(vocab), hp.hidden, len(vocab), hp.dropout)
+            return
         self.embed = nn.Embedding(len(vocab), hp.embedding)
         self.rnn = CELLS[hp.cell](hp.embedding, hp.hidden, hp.num_layers, batch_first=True,
                                   dropout=hp.dropout if hp.num_layers > 1 else 0.0)
         self.drop = nn.Dropout(hp.dropout)
         self.head = nn.Linear(hp.hidden, len(vocab))
-        self.hparams.vocab = vocab
 
     @property
     def vocab(self) -> str:
@@ -93,7 +168,7 @@ class CharRNN(LitModel):
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         data_vocab = datamodule.vocab if isinstance(datamodule, TextDataModule) else None
-        if self.head is None:
+        if self.rnn is None:
             if not data_vocab:
                 raise UserError("CharRNN needs a vocabulary: train it with a text DataModule "
                                 "(lit_nn.data.TextDataModule) or pass model.vocab")
@@ -110,6 +185,8 @@ class CharRNN(LitModel):
     # -- forward and steps ------------------------------------------------------------
     def forward(self, ids: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """Logits ``(batch, time, vocab)`` for ids ``(batch, time)``, and the final recurrent state."""
+        if isinstance(self.rnn, ClassicRNN):
+            return self.rnn(F.one_hot(ids, len(self.vocab)).float(), state)
         out, state = self.rnn(self.embed(ids), state)
         return self.head(self.drop(out)), state
 
