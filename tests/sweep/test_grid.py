@@ -196,3 +196,30 @@ def test_the_sweep_parent_says_what_it_compares():
                                             f"sweep file {spec.path}.")
     spec = load_sweep(REPO / "experiments" / "compare_optimizers.yaml")
     assert describe(spec, expand(spec)).startswith("Compares sgd, sgd_momentum, adagrad, rmsprop, adadelta, adam, adamw,")
+
+
+def test_where_the_data_comes_from_is_part_of_a_points_identity(tmp_path: Path):
+    """The same `dataset: mnist` is the embedded sample here and full MNIST where its IDX files are:
+    the two must be different points, so a re-run on the full set neither skips nor mixes with
+    results on the sample; the sample (the offline default) keeps the hashes it always had."""
+    from lit_nn.data.datamodule import source_identity
+    from lit_nn.data.images import _idx_pair
+
+    config = {"model": {"class_path": "lit_nn.models.MLP"},
+              "data": {"class_path": "lit_nn.data.ImageDataModule",
+                       "init_args": {"dataset": "mnist", "root": str(tmp_path / "data")}}}
+    assert source_identity(config["data"]) is None
+    spec = parse_sweep({"name": "d", "config": config, "grid": {"model.init_args.depth": [1]}})
+    sample = expand(spec)[0].config_hash
+    assert sample == config_hash(expand(spec)[0].config, ())
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"")
+    assert _idx_pair(raw, "train") is not None
+    assert source_identity(config["data"]) == "mnist: full (IDX files)"
+    full = expand(spec)[0].config_hash
+    assert full != sample
+    assert source_identity({"class_path": "lit_nn.data.ImageDataModule",
+                            "init_args": {"dataset": "nope"}}) is None  # the run reports bad options

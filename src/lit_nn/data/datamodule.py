@@ -6,7 +6,8 @@ tagging and reporting code reads declared attributes instead of guessing with ``
 
 from __future__ import annotations
 
-from typing import ClassVar
+import importlib
+from typing import Any, ClassVar
 
 import lightning as L
 
@@ -33,3 +34,23 @@ class LitDataModule(L.LightningDataModule):
     def dataset_name(self) -> str:
         """The short name runs are named and tagged by (``mnist``, ``pydoc_topics``...)."""
         raise NotImplementedError(f"{type(self).__name__} must define dataset_name")
+
+    def source_identity(self) -> str | None:
+        """Which data a run will see, known before ``setup`` reads anything, when the same options
+        can mean different data on different machines (full MNIST where its files are, the
+        embedded sample elsewhere). A sweep hashes it into each point's identity, so results on
+        different data are never taken for one another. None: the options alone say it."""
+        return None
+
+
+def source_identity(data_config: Any) -> str | None:
+    """``source_identity`` of the DataModule a run config's ``data`` section describes."""
+    if not isinstance(data_config, dict) or "class_path" not in data_config:
+        return None
+    module, _, name = str(data_config["class_path"]).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module or "lit_nn.data"), name)
+        datamodule = cls(**(data_config.get("init_args") or {}))
+    except Exception:  # noqa: BLE001 - a bad data section is reported by the run itself, in its words
+        return None
+    return datamodule.source_identity() if isinstance(datamodule, LitDataModule) else None

@@ -189,6 +189,14 @@ class ImageDataModule(LitDataModule):
             f"no {self.spec.title} {split} files found (looked in {', '.join(map(str, folders))}); {hint}"
         )
 
+    def source_identity(self) -> str | None:
+        """``None`` for the embedded sample (the offline default), else which kind of full set."""
+        if any(_idx_pair(folder, "train") for folder in self._local_folders()):
+            return f"{self.hparams.dataset}: full (IDX files)"
+        if self.hparams.download:
+            return f"{self.hparams.dataset}: full (download)"
+        return None
+
     def _embedded_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = embedded_mnist_sample()
         train, val, test = stratified_split(labels, (0.8, 0.1, 0.1), seed=0)  # fixed: a stable test set

@@ -65,6 +65,16 @@ def latest_per_point(runs: Sequence[Any]) -> list[Any]:
     return list(best.values())
 
 
+def same_data(runs: Sequence[Any]) -> tuple[list[Any], list[str]]:
+    """The runs on the same data as the most recent one (by ``data_source``), and the data sources
+    of those left out: one report never mixes, say, the embedded MNIST sample with full MNIST."""
+    if not runs:
+        return [], []
+    latest = max(runs, key=lambda r: r.info.start_time or 0).data.tags.get(Tag.DATA_SOURCE)
+    kept = [r for r in runs if r.data.tags.get(Tag.DATA_SOURCE) == latest]
+    return kept, [r.data.tags.get(Tag.DATA_SOURCE) or "unknown" for r in runs if r not in kept]
+
+
 def collect_runs(client: Any, experiment_id: str, group_by: str, filter_string: str = "",
                  dedupe_points: bool = False) -> tuple[list[RunData], list[str]]:
     """Ended runs of the experiment as :class:`RunData`; also notes about runs left out."""
@@ -73,6 +83,7 @@ def collect_runs(client: Any, experiment_id: str, group_by: str, filter_string: 
             and r.info.status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)]
     if dedupe_points:
         runs = latest_per_point(runs)
+    runs, other_data = same_data(runs)
     data, missing = [], []
     for run in runs:
         group = group_value(run, group_by)
@@ -81,6 +92,9 @@ def collect_runs(client: Any, experiment_id: str, group_by: str, filter_string: 
             continue
         data.append(to_run_data(client, run, group, with_history=run.info.status == RunStatus.FINISHED))
     notes = []
+    if other_data:
+        notes.append(f"Left out {len(other_data)} run(s) on other data than the latest run's "
+                     f"({', '.join(sorted(set(other_data)))}): results on different data are not compared.")
     if missing:
         notes.append(f"Left out {len(missing)} run(s) without a {group_by!r} tag or param: "
                      f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}.")

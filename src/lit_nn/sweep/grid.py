@@ -259,11 +259,15 @@ def check_extra_args(args: list[str] | tuple[str, ...]) -> None:
                             "--trainer.max_epochs 3")
 
 
-def config_hash(config: dict[str, Any], extra_args: tuple[str, ...] = ()) -> str:
-    """A short, stable hash of what a point computes: its config (minus labels) and extra args."""
+def config_hash(config: dict[str, Any], extra_args: tuple[str, ...] = (), data: str | None = None) -> str:
+    """A short, stable hash of what a point computes: its config (minus labels), extra args and,
+    where the same config means different data on different machines, which data (``data``;
+    None for the embedded default, so hashes from before it was added still match)."""
     hashed = {k: v for k, v in config.items() if k not in UNHASHED_KEYS}
-    payload = json.dumps({"config": hashed, "args": list(normalize_args(extra_args))},
-                         sort_keys=True, default=str, separators=(",", ":"))
+    identity: dict[str, Any] = {"config": hashed, "args": list(normalize_args(extra_args))}
+    if data is not None:
+        identity["data"] = data
+    payload = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -294,6 +298,8 @@ def expand(spec: SweepSpec, extra_args: list[str] | tuple[str, ...] = ()) -> lis
     Seed-major order means that a sweep stopped halfway already has one run of each setting,
     so the report is a complete (if noisier) comparison.
     """
+    from lit_nn.data.datamodule import source_identity  # imports Lightning: only when points are made
+
     check_extra_args(extra_args)
     extra = tuple(extra_args)
     points: list[Point] = []
@@ -304,7 +310,7 @@ def expand(spec: SweepSpec, extra_args: list[str] | tuple[str, ...] = ()) -> lis
             all_overrides = {**overrides, **{key: seed for key in spec.seed_keys}}
             for key, value in all_overrides.items():
                 set_dotted(config, key, value)
-            digest = config_hash(config, extra)
+            digest = config_hash(config, extra, source_identity(config.get("data")))
             name = f"{label}-s{seed}"
             if digest in seen:
                 raise UserError(f"points {seen[digest]!r} and {name!r} resolve to the same config; "
