@@ -86,12 +86,17 @@ class Store:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """Run the tiny sweep once with two workers; snapshot the store right after."""
+    """Run the tiny sweep once with two workers, as if on a machine with two GPUs (each worker
+    pinned to one; without CUDA the points still train on the CPU); snapshot the store right after."""
+    from lit_nn.sweep import driver
+
     root = tmp_path_factory.mktemp("tiny-sweep")
     store = Store(root)
     sweep_file = root / "tiny.yaml"
     sweep_file.write_text(yaml.safe_dump(SWEEP))
-    result = store.sweep(str(sweep_file), "--workers", "2", "--out", str(root / "reports"), *TINY)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(driver, "visible_gpus", lambda: ("0", "1"))
+        result = store.sweep(str(sweep_file), "--workers", "2", "--out", str(root / "reports"), *TINY)
     return {"store": store, "file": sweep_file, "result": result, "runs": store.runs("tiny"),
             "out": root / "reports"}
 
@@ -156,6 +161,19 @@ def test_two_workers_on_one_sqlite_store_lose_no_runs_or_metrics(tiny):
         assert db_rows == api_rows >= 4 * 2 + 2
         row_counts.add(db_rows)
     assert len(row_counts) == 1, f"every finished point logged the same number of metric rows: {row_counts}"
+
+
+def test_each_worker_has_its_own_gpu_and_its_points_record_where_they_ran(tiny):
+    import torch
+
+    assert "GPUs (CUDA_VISIBLE_DEVICES): worker 0 → 0, worker 1 → 1" in tiny["result"].stdout
+    runs = point_runs(tiny["runs"])
+    pinned: dict[str, set[str]] = {}
+    for run in runs:
+        pinned.setdefault(run.data.tags["pid"], set()).add(run.data.tags["cuda_visible_devices"])
+        if not torch.cuda.is_available():
+            assert run.data.tags["device"] == "cpu"
+    assert sorted(pinned.values(), key=sorted) == [{"0"}, {"1"}], "one GPU per worker, the same for all its points"
 
 
 def test_report_from_the_sweep_matches_the_runs(tiny):

@@ -64,7 +64,7 @@ def generate(ckpt: str, prime: str = "\n", length: int = 500, temperature: float
 # -- sweep ---------------------------------------------------------------------------------
 def sweep(sweep_file: str, workers: int = 1, force: bool = False, dry_run: bool = False, report: bool = True,
           out: Path | None = None, process_per_point: bool = False, threads: int | None = None,
-          orphan_wait: float = 120.0) -> None:
+          gpus_per_point: int | None = None, orphan_wait: float = 120.0) -> None:
     """Run a comparison sweep: every point of the file's grid × seeds as a lit-nn fit run nested under one
     MLflow parent run; finished points are skipped on a re-run.
 
@@ -82,6 +82,9 @@ def sweep(sweep_file: str, workers: int = 1, force: bool = False, dry_run: bool 
             uses more than one device, since DDP re-launches the command).
         threads: CPU threads per worker (default 1, or $OMP_NUM_THREADS when set; raise it for CNNs on
             an idle many-core machine).
+        gpus_per_point: on a machine with GPUs, each worker sees only its own (CUDA_VISIBLE_DEVICES):
+            this many consecutive ones, round-robin when there are more workers than GPUs (default:
+            the points' --trainer.devices when it is a number, else 1). Without GPUs nothing is pinned.
         orphan_wait: seconds to wait for runs of a just-killed sweep that are still shutting down.
     """
 
@@ -172,7 +175,7 @@ def run_sweep_command(argv: list[str]) -> None:
         return
     options = SweepOptions(workers=args["workers"], force=args["force"], report=args["report"], out=args["out"],
                            process_per_point=args["process_per_point"], threads=args["threads"],
-                           orphan_wait=args["orphan_wait"])
+                           gpus_per_point=args["gpus_per_point"], orphan_wait=args["orphan_wait"])
     worker = [sys.executable, "-m", "lit_nn.cli.sweep_worker"]
     try:
         code = run_sweep(spec, points, extra, options, worker)

@@ -53,6 +53,9 @@ class Tag:
     DATASET: Final = "dataset"
     DATA_SOURCE: Final = "data_source"
     LAB: Final = "lab"
+    # where it trained
+    DEVICE: Final = "device"  # "cpu", "cuda:0 (NVIDIA H200)", "cuda:0,1 (NVIDIA H200)", "mps"
+    CUDA_VISIBLE_DEVICES: Final = "cuda_visible_devices"  # the process's pinning (a sweep worker's GPUs), when set
     # sweeps
     SWEEP: Final = "sweep"
     SWEEP_ROLE: Final = "sweep_role"  # "parent" or "point"

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from lit_nn.core.errors import UserError
+from lit_nn.core.errors import UserError, check_positive
 from lit_nn.core.names import Tag
 from lit_nn.sweep.grid import POINT_NAME, Point, SweepSpec, point_settings_count
 from lit_nn.sweep.plan import decide, point_runs
@@ -30,18 +30,61 @@ from lit_nn.tracking.lifecycle import RunStatus, tracked_run
 REPORTS = Path("reports")
 
 
+def trainer_setting(config: dict[str, Any], extra_args: tuple[str, ...], key: str, default: Any) -> Any:
+    """The value of ``trainer.KEY`` for the points: the last ``--trainer.KEY`` given after the
+    sweep file, else the sweep config's, else ``default``."""
+    value = (config.get("trainer") or {}).get(key, default)
+    flag = f"--trainer.{key}"
+    for i, arg in enumerate(extra_args):
+        if arg == flag and i + 1 < len(extra_args):
+            value = extra_args[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def needs_own_process(config: dict[str, Any], extra_args: tuple[str, ...]) -> bool:
     """Multi-device or multi-node training re-launches ``sys.argv``: it needs a real ``lit-nn fit``."""
-    trainer = config.get("trainer") or {}
-    values = {"devices": trainer.get("devices", "auto"), "num_nodes": trainer.get("num_nodes", 1)}
-    for i, arg in enumerate(extra_args):
-        for key in values:
-            flag = f"--trainer.{key}"
-            if arg == flag and i + 1 < len(extra_args):
-                values[key] = extra_args[i + 1]
-            elif arg.startswith(flag + "="):
-                values[key] = arg.split("=", 1)[1]
-    return str(values["devices"]).strip() not in ("1", "[0]") or str(values["num_nodes"]).strip() != "1"
+    devices = trainer_setting(config, extra_args, "devices", "auto")
+    num_nodes = trainer_setting(config, extra_args, "num_nodes", 1)
+    return str(devices).strip() not in ("1", "[0]") or str(num_nodes).strip() != "1"
+
+
+def visible_gpus() -> tuple[str, ...]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries: those it already lists
+    (indices or UUIDs, as many as torch counts), else ``0`` to ``torch.cuda.device_count() - 1``."""
+    import torch
+
+    count = torch.cuda.device_count()  # 0 without CUDA (CPU, Apple mps): no pinning
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return tuple(d.strip() for d in listed.split(",") if d.strip())[:count]
+    return tuple(str(i) for i in range(count))
+
+
+def sweep_gpus(config: dict[str, Any], extra_args: tuple[str, ...],
+               gpus: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The GPUs the sweep's workers share: ``gpus`` (default :func:`visible_gpus`), none when the
+    points train on the CPU (``--trainer.accelerator cpu``)."""
+    accelerator = str(trainer_setting(config, extra_args, "accelerator", "auto")).strip().lower()
+    if accelerator == "cpu":
+        return ()
+    return visible_gpus() if gpus is None else tuple(gpus)
+
+
+def gpus_per_point(config: dict[str, Any], extra_args: tuple[str, ...], given: int | None) -> int:
+    """GPUs each point gets: ``given`` (``--gpus_per_point``), else the points' ``trainer.devices``
+    when it is a count or a list of devices (``2``, ``[0, 1]``), else 1."""
+    if given is not None:
+        return given
+    devices = trainer_setting(config, extra_args, "devices", "auto")
+    if isinstance(devices, str) and devices.strip().startswith("["):
+        devices = yaml.safe_load(devices)
+    if isinstance(devices, list):
+        return max(len(devices), 1)
+    if isinstance(devices, int) or (isinstance(devices, str) and devices.strip().isdigit()):
+        return max(int(devices), 1)
+    return 1
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -59,6 +102,32 @@ class SweepOptions:
     process_per_point: bool = False
     threads: int | None = None
     orphan_wait: float = 120.0
+    gpus_per_point: int | None = None  # None: the points' trainer.devices when a count, else 1
+    gpus: tuple[str, ...] | None = None  # the GPUs the workers share; None: the visible ones
+
+
+def worker_pins(spec: SweepSpec, extra: list[str], options: SweepOptions) -> list[str | None]:
+    """Each worker's ``CUDA_VISIBLE_DEVICES`` (None: left alone), see :func:`lit_nn.sweep.runner.pin_gpus`."""
+    from lit_nn.sweep.runner import pin_gpus
+
+    if options.gpus_per_point is not None:
+        check_positive("--gpus_per_point", options.gpus_per_point)
+    args = tuple(extra)
+    gpus = sweep_gpus(spec.config, args, options.gpus)
+    if not gpus and options.gpus_per_point is None:
+        return [None] * options.workers  # a CPU sweep or a machine without GPUs: nothing to pin
+    per_point = gpus_per_point(spec.config, args, options.gpus_per_point)
+    if not gpus:  # only with --gpus_per_point given
+        cpu = str(trainer_setting(spec.config, args, "accelerator", "auto")).strip().lower() == "cpu"
+        why = ("the points train on the CPU (--trainer.accelerator cpu)" if cpu
+               else "this machine has none (torch.cuda.device_count() is 0)")
+        raise UserError(f"--gpus_per_point {per_point} needs GPUs, but {why}; drop the option")
+    if per_point > len(gpus):
+        asked = (f"--gpus_per_point {per_point}" if options.gpus_per_point is not None
+                 else f"--trainer.devices {trainer_setting(spec.config, args, 'devices', 'auto')}")
+        raise UserError(f"each point needs {per_point} GPUs ({asked}) but this machine has {len(gpus)}; "
+                        f"use at most {len(gpus)}")
+    return pin_gpus(options.workers, gpus, per_point)
 
 
 def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: SweepOptions,
@@ -76,6 +145,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
         raise UserError(f"--threads must be >= 1, got {options.threads}")
     threads = options.threads or (None if os.environ.get("OMP_NUM_THREADS") else 1)
     own_process = options.process_per_point or needs_own_process(spec.config, tuple(extra))
+    pins = worker_pins(spec, extra, options)
     out_dir = options.out or REPORTS / spec.name
     uri = prepare_store()
     experiment_id = ensure_experiment(spec.experiment, uri)  # creates and migrates the store before workers
@@ -91,6 +161,10 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
               f"{min(options.workers, max(len(todo), 1))} worker(s) × "
               f"{threads or os.environ.get('OMP_NUM_THREADS')} thread(s), {mode}; logs in {out_dir / 'logs'}",
               flush=True)
+        started = min(options.workers, max(len(todo), 1))
+        if any(pin is not None for pin in pins[:started]):
+            print("  GPUs (CUDA_VISIBLE_DEVICES): " + ", ".join(f"worker {i} → {pin}"
+                                                              for i, pin in enumerate(pins[:started])))
         for d in decisions:
             if d.action == "running":
                 print(f"  skip {d.point.run_name}: {d.note}")
@@ -102,7 +176,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
             parent = parent_run.run_id
             client.log_text(parent, yaml.safe_dump(_spec_record(spec, extra), sort_keys=False), "sweep.yaml")
             outcomes, completed, seconds = _run(client, experiment_id, parent, spec, todo, extra, own_process,
-                                                out_dir, options.workers, threads, worker_command)
+                                                out_dir, options.workers, threads, worker_command, pins)
             failed = [o for o in outcomes if o.status != RunStatus.FINISHED]
             report = None
             if completed and options.report:
@@ -181,7 +255,7 @@ def dry_run(spec: SweepSpec, points: list[Point], extra: list[str], force: bool)
 
 def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: list[Point], extra: list[str],
          own_process: bool, out_dir: Path, workers: int, threads: int | None,
-         worker_command: list[str]) -> tuple[list[Any], bool, float]:
+         worker_command: list[str], pins: list[str | None]) -> tuple[list[Any], bool, float]:
     """Write each point's config, run the points, print a line per point as it ends."""
     import json
 
@@ -215,7 +289,7 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
                 print(f"[{len(outcomes):>{len(str(len(todo)))}}/{len(todo)}] {job.point.run_name:<{width}}  "
                       f"{outcome.status:<8}  {detail}  ({outcome.seconds:.1f} s)", flush=True)
 
-            completed = run_jobs(jobs, workers, settle, worker_command, threads)
+            completed = run_jobs(jobs, workers, settle, worker_command, threads, pins)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return outcomes, completed, time.monotonic() - start

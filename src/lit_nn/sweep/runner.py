@@ -19,11 +19,12 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from lit_nn.core.errors import UserError, check_positive
 from lit_nn.core.names import Tag
 from lit_nn.sweep.grid import Point
 from lit_nn.tracking.lifecycle import RunStatus, end_run
@@ -64,10 +65,11 @@ class Outcome:
 class Worker:
     """One worker process and the job it is running (if any)."""
 
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], slot: int = 0) -> None:
         self.proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, bufsize=1, env=env)
+        self.slot = slot  # the worker's place in the pool: its GPUs; a replacement takes over the place
         self.job: Job | None = None
 
     @property
@@ -90,8 +92,27 @@ class Worker:
                 pass
 
 
-def worker_env(threads: int | None) -> dict[str, str]:
-    """The workers' environment, with ``threads`` CPU threads each (None: leave torch's default).
+def pin_gpus(workers: int, gpus: Sequence[str], per_point: int = 1) -> list[str | None]:
+    """Each worker's ``CUDA_VISIBLE_DEVICES``: worker ``i`` gets the ``i``-th block of ``per_point``
+    consecutive GPUs of ``gpus``, round-robin over the ``len(gpus) // per_point`` blocks when there
+    are more workers than blocks (GPUs left over by the division go unused). Without GPUs every
+    worker gets None: its environment is left as it is.
+
+    ``gpus`` are ``CUDA_VISIBLE_DEVICES`` entries (indices or UUIDs) of the GPUs the sweep may use.
+    """
+    check_positive("--gpus_per_point", per_point)
+    if not gpus:
+        return [None] * workers
+    if per_point > len(gpus):
+        raise UserError(f"--gpus_per_point {per_point} asks for more GPUs per point than the {len(gpus)} "
+                        f"this machine has ({','.join(gpus)}); use at most {len(gpus)}")
+    blocks = len(gpus) // per_point
+    return [",".join(gpus[(i % blocks) * per_point:(i % blocks + 1) * per_point]) for i in range(workers)]
+
+
+def worker_env(threads: int | None, visible_gpus: str | None = None) -> dict[str, str]:
+    """A worker's environment, with ``threads`` CPU threads (None: leave torch's default) and, when
+    given, ``CUDA_VISIBLE_DEVICES=visible_gpus`` (None: the sweep's own setting, if any).
 
     Parallelism comes from the workers; on MNIST-sized models one thread per worker is as
     fast as several on an idle machine and far faster on a busy one (OpenMP threads that
@@ -101,14 +122,19 @@ def worker_env(threads: int | None) -> dict[str, str]:
     env = {**os.environ, "LIT_NN_SWEEP_PID": str(os.getpid()), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    if visible_gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible_gpus
     return env
 
 
 def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any]], None],
-             worker_command: list[str], threads: int | None = 1) -> bool:
+             worker_command: list[str], threads: int | None = 1,
+             pins: Sequence[str | None] | None = None) -> bool:
     """Run ``jobs`` on up to ``workers`` processes; call ``settle(job, result)`` after each.
 
     ``worker_command`` starts one worker (a process serving :func:`lit_nn.sweep.worker.serve`).
+    ``pins[i]`` is the ``CUDA_VISIBLE_DEVICES`` of the ``i``-th worker (:func:`pin_gpus`); a worker
+    started in place of one that died gets the same GPUs.
 
     Returns False when interrupted (Ctrl-C, SIGTERM): running points are stopped gracefully
     (their runs end KILLED), settled, and the remaining jobs are not started.
@@ -116,7 +142,11 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
     pending = deque(jobs)
     pool: list[Worker] = []
     selector = selectors.DefaultSelector()
-    env = worker_env(threads)
+    pins = list(pins) if pins is not None else [None] * workers
+
+    def start_worker() -> Worker:
+        slot = min(set(range(workers)) - {w.slot for w in pool})
+        return Worker(worker_command, worker_env(threads, pins[slot]), slot)
 
     def retire(worker: Worker, result: dict[str, Any] | None) -> None:
         selector.unregister(worker.stdout)
@@ -143,7 +173,7 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
     try:
         while pending or any(w.job for w in pool):
             while pending and len(pool) < workers:
-                worker = Worker(worker_command, env)
+                worker = start_worker()
                 pool.append(worker)
                 selector.register(worker.stdout, selectors.EVENT_READ, worker)
             for worker in pool:

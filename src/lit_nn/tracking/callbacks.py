@@ -7,11 +7,13 @@ run's :class:`~lit_nn.tracking.logger.MLflowTracker` on rank 0 only.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
@@ -42,6 +44,31 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif key not in ("config", "__path__"):
             flat[name] = value
     return flat
+
+
+def device_tags(trainer: L.Trainer) -> dict[str, str]:
+    """Where the run trains: ``device`` (``cpu``, ``cpu ×2`` for two DDP processes, ``mps``,
+    ``cuda:0 (NVIDIA H200)``, ``cuda:0,1 (NVIDIA H200)``) and, when the process has one, its
+    ``CUDA_VISIBLE_DEVICES`` (the physical GPUs behind ``cuda:0``..., e.g. a sweep worker's)."""
+    from lightning.pytorch.strategies import ParallelStrategy
+
+    strategy = trainer.strategy
+    devices = list((strategy.parallel_devices if isinstance(strategy, ParallelStrategy) else None)
+                   or [strategy.root_device])
+    if all(d.type == "cuda" for d in devices):
+        names = [torch.cuda.get_device_name(d) for d in devices]
+        indices = [str(d.index if d.index is not None else i) for i, d in enumerate(devices)]
+        if len(set(names)) == 1:
+            device = f"cuda:{','.join(indices)} ({names[0]})"
+        else:
+            device = ", ".join(f"cuda:{i} ({name})" for i, name in zip(indices, names, strict=True))
+    else:
+        kinds = sorted({str(d) for d in devices})
+        device = ", ".join(kinds) + (f" ×{len(devices)}" if len(kinds) == 1 and len(devices) > 1 else "")
+    tags = {Tag.DEVICE: device}
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        tags[Tag.CUDA_VISIBLE_DEVICES] = os.environ["CUDA_VISIBLE_DEVICES"]
+    return tags
 
 
 class MLflowSaveConfig(SaveConfigCallback):
@@ -109,10 +136,10 @@ class RunRecorder(L.Callback):
             last = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
             tracker.set_tags({Tag.CHECKPOINT_DIR: ckpt.dirpath, Tag.LAST_CHECKPOINT: str(last)})
             rank_zero_info(f"checkpoints: {ckpt.dirpath} (last.ckpt each epoch, best.ckpt by {ckpt.monitor})")
-        if tracker.resumed:
-            tracker.set_tags({**process_tags(), Tag.RESUMED_AT: str(int(time.time() * 1000))})
+        if tracker.resumed:  # the device too: a run may resume elsewhere (a GPU run on a CPU)
+            tracker.set_tags({**process_tags(), **device_tags(trainer), Tag.RESUMED_AT: str(int(time.time() * 1000))})
             return
-        tags = pl_module.run_tags()
+        tags = {**pl_module.run_tags(), **device_tags(trainer)}
         source = None
         if isinstance(datamodule, LitDataModule):
             source = datamodule.source
