@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from lit_nn.core.errors import UserError
 
@@ -38,7 +38,8 @@ def _print_overview() -> None:
     print("\n".join(lines))
 
 
-def _run_trainer_command(argv: list[str]) -> None:
+def _run_trainer_command(argv: list[str]) -> Any:
+    """Run a trainer command line; return the finished LitNNCLI (its trainer, model, logger)."""
     import tempfile
 
     from lit_nn.cli.config_checks import check_config_file, config_paths, option_values
@@ -57,7 +58,7 @@ def _run_trainer_command(argv: list[str]) -> None:
         for ckpt in option_values(argv, "--ckpt_path"):
             if ckpt not in ("last", "best", "hpc", "registry"):
                 load_checkpoint(ckpt)  # LightningCLI reads it while parsing: check it first
-        _run_lightning_cli(argv)
+        return _run_lightning_cli(argv)
 
 
 def join_list_option(argv: list[str], option: str) -> list[str]:
@@ -76,7 +77,7 @@ def join_list_option(argv: list[str], option: str) -> list[str]:
     return [*argv[:i], f"{option}={json.dumps(values)}", *argv[j:]]
 
 
-def _run_lightning_cli(argv: list[str]) -> None:
+def _run_lightning_cli(argv: list[str]) -> Any:
     """LitNNCLI on ``argv``; a parser error becomes one sentence (an unknown flag with the nearest one)."""
     from jsonargparse import ArgumentError
 
@@ -84,7 +85,7 @@ def _run_lightning_cli(argv: list[str]) -> None:
     from lit_nn.cli.train import LitNNCLI
 
     try:
-        LitNNCLI(args=argv)
+        return LitNNCLI(args=argv)
     except ArgumentError as err:
         message = str(err)
         if message.startswith("unrecognized arguments:"):
@@ -113,16 +114,16 @@ def quiet_libraries() -> None:
     # "Creating initial MLflow database tables...": the first run in a fresh store is no news
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def dispatch(argv: list[str]) -> None:
-    """Run one ``lit-nn`` command line; a user's mistake becomes one ``error:`` line and SystemExit."""
-    quiet_libraries()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one file: no bar
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     # evaluating a checkpoint needs none of the callbacks that wrote it
     warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks")
+
+
+def dispatch(argv: list[str]) -> None:
+    """Run one ``lit-nn`` command line; a user's mistake becomes one ``error:`` line and SystemExit."""
+    quiet_libraries()
     try:
         if not argv or argv[0] in ("-h", "--help"):
             _print_overview()
