@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
-.PHONY: help install train train-rnn test test-slow lint ui lab bench \
+.PHONY: help install train train-rnn test test-slow test-gpu lint ui lab bench \
         compare-optimizers compare-depth compare-activations compare-models clean
 
 help:                     ## this list: every target and what it does
@@ -46,6 +46,9 @@ test: install             ## the fast suite (slow end-to-end tests: make test-sl
 
 test-slow: install        ## DDP, kill-and-resume, browser and other long end-to-end tests
 	$(BIN)/pytest -q -m slow
+
+test-gpu: install         ## CUDA tests: fit, bf16, determinism, GPU checkpoint on CPU, 2-GPU DDP (skip without GPUs)
+	$(BIN)/pytest -q -m gpu
 
 bench: install            ## speed benchmarks → BENCHMARKS.md (make bench ARGS=--quick to check it works)
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -41,6 +41,22 @@ def client(tracking_store: str):
     return MlflowClient(tracking_store)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.gpu`` (``gpu(count=2)``) tests need that many CUDA GPUs: where there are fewer
+    they are skipped, with the reason, before any fixture or Lightning code can touch CUDA."""
+    needs = {item: item.get_closest_marker("gpu").kwargs.get("count", 1)
+             for item in items if item.get_closest_marker("gpu") is not None}
+    if not needs:
+        return
+    import torch
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for item, count in needs.items():
+        if have < count:
+            found = "no CUDA GPU (torch.cuda.is_available() is False)" if have == 0 else f"{have} CUDA GPU(s)"
+            item.add_marker(pytest.mark.skip(reason=f"needs {count} CUDA GPU(s), this machine has {found}"))
+
+
 def runs_of(client, experiment: str):
     """All runs of an experiment (any status), oldest first."""
     exp = client.get_experiment_by_name(experiment)
