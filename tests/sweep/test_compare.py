@@ -3,6 +3,7 @@ be exactly what MLflow holds (means and min–max over seeds, latest run per poi
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -213,3 +214,41 @@ def test_runs_on_other_data_are_left_out_not_mixed(client, tmp_path):
     table = report.markdown_path.read_text()
     assert "| sgd | 1 | 0.9700 |" in table and "| adam | 1 | 0.9800 |" in table
     assert f"Left out 2 run(s) on other data than the latest run's ({sample})" in table
+
+
+def test_char_rnn_sweep_is_ranked_by_nats_per_char_and_shows_samples(client, tmp_path):
+    """Char-RNN runs log no accuracy: the report ranks by the lowest val_loss (nats/char), plots it,
+    and quotes each group's sample from its last epoch, read from the run's samples/ artifacts."""
+    exp_id = ensure_experiment("cells")
+    losses = {"gru": [2.0, 1.40, 1.35], "classic": [2.5, 2.20, 2.10]}  # per epoch; lower is better
+    for i, (cell, per_epoch) in enumerate(((c, v) for c, v in losses.items() for _ in range(2))):
+        seed = i % 2
+        tags = {"sweep": "cells", "sweep_role": "point", "cell": cell, "seed": str(seed),
+                "config_hash": f"{cell}{seed}"}
+        rid = client.create_run(exp_id, run_name=f"{cell}-s{seed}", tags=tags, start_time=T0 + i).info.run_id
+        for epoch, loss in enumerate(per_epoch):
+            client.log_metric(rid, "val_loss", loss + 0.01 * seed, step=epoch)
+            client.log_metric(rid, "train_loss", loss + 0.1, step=epoch)
+            client.log_text(rid, f"{cell} seed {seed} after epoch {epoch}", f"samples/epoch_{epoch:03d}.txt")
+        client.log_metric(rid, "val_bpc", (per_epoch[-1] + 0.01 * seed) / math.log(2), step=2)
+        client.set_terminated(rid, "FINISHED", end_time=T0 + i + 1000)
+    report = report_sweep(client, exp_id, "cells", "cell", ["classic", "gru"], None, tmp_path)
+    text = report.markdown_path.read_text()
+    assert "| cell | runs | best val_loss | best bits/char |" in text
+    assert f"| gru | 2 | 1.3550 [1.3500, 1.3600] | {1.355 / math.log(2):.4f} [" in text
+    assert "`classic` − `gru`: +0.7500" in text and "The ranking `gru` > `classic` holds" in text
+    samples = text.split("## Samples")[1]
+    assert samples.index("**classic**") < samples.index("**gru**")  # the sweep file's order
+    assert "```text\ngru seed 0 after epoch 2\n```" in samples and "seed 1" not in samples
+    assert [line.get_label() for line in report.figure.axes[0].get_lines()] == ["classic", "gru"]
+    assert report.figure.axes[0].get_ylabel() == "val_loss"
+
+
+def test_a_sample_cannot_close_its_code_fence(tmp_path):
+    from lit_nn.sweep.report import write_report
+
+    tricky = "text with a fence ``` inside"
+    runs = [RunData("a", "a-s0", "lstm", "FINISHED", T0, T0 + 1, tags={"seed": "0"}, sample=tricky,
+                    history={"val_loss": [(0, 1.5)], "train_loss": [(0, 1.6)]})]
+    text = write_report(runs, tmp_path, "t", "cell").markdown_path.read_text()
+    assert f"````text\n{tricky}\n````" in text

@@ -202,7 +202,8 @@ def _fit_hint(option: str) -> str:
 def compare(sweep: str | None = None, experiment: str | None = None, group_by: str | None = None,
             out: Path | None = None) -> None:
     """Plot val_acc and train_loss against epoch (one line per group, band over seeds) and tabulate best
-    val_acc, test_acc, epochs, wall time and parameters, from MLflow runs.
+    val_acc, test_acc, epochs, wall time and parameters, from MLflow runs; for char-RNN runs (no accuracy)
+    val_loss in nats per character instead, with each group's last generated text sample.
 
     Args:
         sweep: a sweep file (experiments/compare_*.yaml) or a sweep name; omit it to compare all runs of

@@ -79,3 +79,4 @@ class Artifact:
 
     # the best checkpoint as an MLflow model: mlflow.pyfunc.load_model("runs:/<run id>/model")
     MODEL: Final = "model"
+    SAMPLES: Final = "samples"  # a language model's text after each validation: samples/epoch_NNN.txt

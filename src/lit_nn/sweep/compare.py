@@ -13,16 +13,17 @@ itself when it ends.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lit_nn.core.errors import UserError, unknown_choice
-from lit_nn.core.names import Metric, Tag
+from lit_nn.core.names import Artifact, Metric, Tag
 from lit_nn.sweep.grid import POINT_NAME, SweepSpec, load_sweep, settings
 from lit_nn.sweep.plan import sweep_filter
-from lit_nn.sweep.report import CURVE_METRICS, Report, RunData, order_groups, write_report
+from lit_nn.sweep.report import HISTORY_METRICS, Report, RunData, order_groups, write_report
 from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.listing import search_all_runs
 
@@ -44,13 +45,25 @@ def group_value(run: Any, group_by: str) -> str | None:
 def to_run_data(client: Any, run: Any, group: str, with_history: bool) -> RunData:
     history = {}
     if with_history:
-        for metric in CURVE_METRICS:
+        for metric in HISTORY_METRICS:
             points = client.get_metric_history(run.info.run_id, metric)
-            history[metric] = sorted((int(m.step), float(m.value)) for m in points)
+            if points:
+                history[metric] = sorted((int(m.step), float(m.value)) for m in points)
+    sample = last_sample(client, run.info.run_id) if with_history and Metric.VAL_BPC in run.data.metrics else None
     return RunData(run_id=run.info.run_id, name=run.info.run_name or run.info.run_id[:8], group=group,
                    status=run.info.status, start_ms=run.info.start_time or 0, end_ms=run.info.end_time,
                    metrics=dict(run.data.metrics), params=dict(run.data.params), tags=dict(run.data.tags),
-                   history=history)
+                   history=history, sample=sample)
+
+
+def last_sample(client: Any, run_id: str) -> str | None:
+    """The text a language-model run generated after its last validation epoch, if it logged any."""
+    epochs = sorted(a.path for a in client.list_artifacts(run_id, Artifact.SAMPLES)
+                    if a.path.rsplit("/", 1)[-1].startswith("epoch_"))
+    if not epochs:
+        return None
+    with tempfile.TemporaryDirectory(prefix="lit-nn-sample-") as folder:
+        return Path(client.download_artifacts(run_id, epochs[-1], folder)).read_text(encoding="utf-8")
 
 
 def latest_per_point(runs: Sequence[Any]) -> list[Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from lit_nn.core.errors import UserError, check_positive
-from lit_nn.core.names import Tag
+from lit_nn.core.names import Metric, Tag
 from lit_nn.sweep.grid import POINT_NAME, Point, SweepSpec, point_settings_count
 from lit_nn.sweep.plan import decide, point_runs
 from lit_nn.tracking.lifecycle import RunStatus, tracked_run
@@ -284,8 +284,7 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
                 outcome = settle_in_mlflow(client, experiment_id, parent, spec.name, job, result)
                 outcomes.append(outcome)
                 m = outcome.metrics
-                detail = (f"val_acc {m.get('val_acc', float('nan')):.4f}  test_acc {m.get('test_acc', float('nan')):.4f}"
-                          if outcome.status == RunStatus.FINISHED else outcome.reason[:200])
+                detail = result_line(m) if outcome.status == RunStatus.FINISHED else outcome.reason[:200]
                 print(f"[{len(outcomes):>{len(str(len(todo)))}}/{len(todo)}] {job.point.run_name:<{width}}  "
                       f"{outcome.status:<8}  {detail}  ({outcome.seconds:.1f} s)", flush=True)
 
@@ -293,6 +292,15 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
     finally:
         signal.signal(signal.SIGTERM, previous)
     return outcomes, completed, time.monotonic() - start
+
+
+def result_line(metrics: dict[str, float]) -> str:
+    """A finished point's result: its accuracies, or for a language model (no accuracy) its
+    validation loss in nats per character."""
+    nan = float("nan")
+    if Metric.VAL_ACC not in metrics and Metric.VAL_LOSS in metrics:
+        return f"val_loss {metrics[Metric.VAL_LOSS]:.4f} nats/char"
+    return f"val_acc {metrics.get(Metric.VAL_ACC, nan):.4f}  test_acc {metrics.get(Metric.TEST_ACC, nan):.4f}"
 
 
 def _report(client: Any, experiment_id: str, spec: SweepSpec, parent: str, out_dir: Path) -> Any:

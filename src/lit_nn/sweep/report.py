@@ -4,12 +4,17 @@ Pure functions over :class:`RunData` (what ``lit_nn.sweep.compare`` reads from M
 numbers in the table and the lines in the plot can be checked against the runs directly.
 A group (an optimizer, a depth...) holds the runs of its seeds; curves show the mean over
 seeds at every epoch with a min–max band, and the table shows mean [min, max].
+
+Runs are ranked by a :class:`Score`: the best validation accuracy for classifiers, the best
+validation loss in nats per character for language models (the char-RNN logs no accuracy),
+whose reports also quote each group's last generated text sample.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +27,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from lit_nn.core.names import Metric, Param, Tag  # noqa: E402
 from lit_nn.tracking.lifecycle import RunStatus  # noqa: E402
 
-CURVE_METRICS = (Metric.VAL_ACC, Metric.TRAIN_LOSS)
-TITLES = {Metric.VAL_ACC: "validation accuracy", Metric.TRAIN_LOSS: "training loss"}
+HISTORY_METRICS = (Metric.VAL_ACC, Metric.VAL_LOSS, Metric.TRAIN_LOSS)  # the per-epoch values a report reads
+TITLES = {Metric.VAL_ACC: "validation accuracy", Metric.VAL_LOSS: "validation loss (nats/char)",
+          Metric.TRAIN_LOSS: "training loss"}
 
 
 @dataclass
@@ -40,6 +46,7 @@ class RunData:
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> (epoch, value)
+    sample: str | None = None  # a language model's text generated after its last validation
 
     @property
     def wall_s(self) -> float | None:
@@ -52,8 +59,50 @@ class RunData:
 
     @property
     def best_val_acc(self) -> float | None:
-        values = [v for _, v in self.history.get(Metric.VAL_ACC, [])]
-        return max(values) if values else None
+        return self.best(ACCURACY)
+
+    def best(self, score: Score) -> float | None:
+        """The run's best value of ``score``'s metric over its epochs (None if it logged none)."""
+        values = [v for _, v in self.history.get(score.metric, [])]
+        if not values:
+            return None
+        return max(values) if score.higher_is_better else min(values)
+
+
+@dataclass(frozen=True)
+class Score:
+    """What a report ranks runs by: a per-epoch validation metric, its direction, and the table's
+    second number (``extra``, computed from a run)."""
+
+    metric: str
+    higher_is_better: bool
+    what: str  # the metric in words, for the sentences under the table
+    extra_column: str
+    extra: Callable[[RunData], float | None]
+    extra_what: str
+
+    @property
+    def column(self) -> str:
+        return f"best {self.metric}"
+
+
+ACCURACY = Score(Metric.VAL_ACC, True, "each run's highest validation accuracy over its epochs",
+                 "final test_acc", lambda run: run.metrics.get(Metric.TEST_ACC),
+                 "final test_acc is measured once on the test split after training")
+NATS_PER_CHAR = Score(Metric.VAL_LOSS, False, "each run's lowest validation loss over its epochs, in nats "
+                      "per character (lower is better)", "best bits/char",
+                      lambda run: None if (b := run.best(NATS_PER_CHAR)) is None else b / math.log(2),
+                      "best bits/char is the same loss in bits (÷ ln 2)")
+
+
+def score_of(runs: Sequence[RunData]) -> Score:
+    """Accuracy when any run logged val_acc (classifiers); else the validation loss, the char-RNN's
+    nats per character."""
+    if any(Metric.VAL_ACC in r.history or Metric.VAL_ACC in r.metrics for r in runs):
+        return ACCURACY
+    if any(Metric.VAL_LOSS in r.history for r in runs):
+        return NATS_PER_CHAR
+    return ACCURACY
 
 
 @dataclass(frozen=True)
@@ -84,8 +133,8 @@ class GroupRow:
 
     group: str
     runs: int
-    best_val_acc: Stat | None
-    test_acc: Stat | None
+    best: Stat | None  # of the score's metric
+    extra: Stat | None  # the score's second number (final test_acc for classifiers)
     epochs: Stat | None
     wall_s: Stat | None
     num_parameters: str
@@ -108,8 +157,10 @@ def order_groups(runs: Sequence[RunData], order: Sequence[str] | None = None) ->
         return sorted(present, key=lambda g: (first[g], g))
 
 
-def summarize(runs: Sequence[RunData], order: Sequence[str] | None = None) -> list[GroupRow]:
+def summarize(runs: Sequence[RunData], order: Sequence[str] | None = None, score: Score | None = None
+              ) -> list[GroupRow]:
     """One row per group over its FINISHED runs."""
+    score = score or score_of(runs)
     finished = [r for r in runs if r.status == RunStatus.FINISHED]
     rows = []
     for group in order_groups(finished, order):
@@ -117,8 +168,8 @@ def summarize(runs: Sequence[RunData], order: Sequence[str] | None = None) -> li
         counts = sorted({r.params.get(Param.NUM_PARAMETERS, "") for r in members} - {"", "None"})
         rows.append(GroupRow(
             group=group, runs=len(members),
-            best_val_acc=Stat.of([r.best_val_acc for r in members]),
-            test_acc=Stat.of([r.metrics.get(Metric.TEST_ACC) for r in members]),
+            best=Stat.of([r.best(score) for r in members]),
+            extra=Stat.of([score.extra(r) for r in members]),
             epochs=Stat.of([r.epochs for r in members]),
             wall_s=Stat.of([r.wall_s for r in members]),
             num_parameters="/".join(f"{int(c):,}" if c.isdigit() else c for c in counts) or "-",
@@ -138,7 +189,8 @@ def t95(df: int) -> float:
 
 @dataclass(frozen=True)
 class Difference:
-    """best val_acc of ``better`` minus ``worse``, paired by seed: mean and 95 % t interval over seeds."""
+    """How much better ``better`` scored than ``worse``, paired by seed: mean and 95 % t interval over
+    seeds (best val_acc of better minus worse; for a lower-is-better score, worse's minus better's)."""
 
     better: str
     worse: str
@@ -146,6 +198,7 @@ class Difference:
     lo: float
     hi: float
     seeds: int
+    higher_is_better: bool = True
 
     @property
     def supported(self) -> bool:
@@ -153,20 +206,25 @@ class Difference:
         return self.seeds >= 2 and self.lo > 0
 
     def sentence(self) -> str:
-        what = f"`{self.better}` − `{self.worse}`: {self.mean:+.4f}"
+        first, second = (self.better, self.worse) if self.higher_is_better else (self.worse, self.better)
+        what = f"`{first}` − `{second}`: {self.mean:+.4f}"
         if self.seeds < 2:
             return f"{what} from one seed: no interval, so no claim"
         verdict = "supported" if self.supported else "not supported (the interval includes 0)"
         return f"{what} [{self.lo:+.4f}, {self.hi:+.4f}] over {self.seeds} paired seeds: {verdict}"
 
 
-def neighbour_differences(runs: Sequence[RunData]) -> list[Difference]:
-    """Groups ranked by mean best val_acc; each neighbouring pair compared seed by seed (the same
-    seed means the same initial weights and data order, so the pairing removes that noise)."""
+def neighbour_differences(runs: Sequence[RunData], score: Score | None = None) -> list[Difference]:
+    """Groups ranked by their mean best score (val_acc unless said otherwise); each neighbouring pair
+    compared seed by seed (the same seed means the same initial weights and data order, so the
+    pairing removes that noise)."""
+    score = score or score_of(runs)
+    sign = 1.0 if score.higher_is_better else -1.0  # differences count as "how much better"
     per_group: dict[str, dict[str, float]] = {}
     for r in runs:
-        if r.status == RunStatus.FINISHED and r.best_val_acc is not None:
-            per_group.setdefault(r.group, {})[r.tags.get(Tag.SEED, r.run_id)] = r.best_val_acc
+        best = r.best(score) if r.status == RunStatus.FINISHED else None
+        if best is not None:
+            per_group.setdefault(r.group, {})[r.tags.get(Tag.SEED, r.run_id)] = sign * best
     ranked = sorted(per_group, key=lambda g: -sum(per_group[g].values()) / len(per_group[g]))
     out = []
     for better, worse in zip(ranked, ranked[1:], strict=False):
@@ -179,12 +237,12 @@ def neighbour_differences(runs: Sequence[RunData]) -> list[Difference]:
         if len(diffs) >= 2:
             sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
             half = t95(len(diffs) - 1) * sd / math.sqrt(len(diffs))
-        out.append(Difference(better, worse, mean, mean - half, mean + half, len(diffs)))
+        out.append(Difference(better, worse, mean, mean - half, mean + half, len(diffs), score.higher_is_better))
     return out
 
 
 def verdict_text(differences: Sequence[Difference]) -> str:
-    """In words: which part of the ranking by best val_acc the seeds support."""
+    """In words: which part of the ranking by the best score the seeds support (``a > b``: a is better)."""
     if not differences:
         return "Only one group finished: there is nothing to rank."
     if all(d.seeds < 2 for d in differences):
@@ -220,11 +278,14 @@ def curve_data(runs: Sequence[RunData], metric: str, order: Sequence[str] | None
 
 
 def curves_figure(runs: Sequence[RunData], group_by: str, order: Sequence[str] | None = None,
-                  title: str = "") -> plt.Figure:
-    """``val_acc`` and ``train_loss`` against epoch: one line per group, min–max band over seeds."""
-    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(6.2 * len(CURVE_METRICS), 4.6))
+                  title: str = "", score: Score | None = None) -> plt.Figure:
+    """The score's metric (``val_acc``, or ``val_loss`` for language models) and ``train_loss``
+    against epoch: one line per group, min–max band over seeds."""
+    score = score or score_of(runs)
+    metrics = (score.metric, Metric.TRAIN_LOSS)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.6))
     cmap = plt.get_cmap("tab10")
-    for ax, metric in zip(axes, CURVE_METRICS, strict=True):
+    for ax, metric in zip(axes, metrics, strict=True):
         data = curve_data(runs, metric, order)
         for i, (group, (steps, mean, lo, hi)) in enumerate(data.items()):
             color = cmap(i % 10)
@@ -241,7 +302,7 @@ def curves_figure(runs: Sequence[RunData], group_by: str, order: Sequence[str] |
             ax.set_yscale("log")  # losses of different optimizers span decades
         if data:
             ax.legend(title=group_by, fontsize=8, title_fontsize=8)
-    seeds = max((row.runs for row in summarize(runs, order)), default=0)
+    seeds = max((row.runs for row in summarize(runs, order, score)), default=0)
     how = (f"mean of {seeds} seeds per {group_by}, band = min–max" if seeds > 1 else f"one run per {group_by}")
     fig.suptitle(f"{title} ({how})" if title else how)
     fig.tight_layout()
@@ -249,25 +310,32 @@ def curves_figure(runs: Sequence[RunData], group_by: str, order: Sequence[str] |
 
 
 def markdown(title: str, group_by: str, rows: Sequence[GroupRow], failed: Sequence[RunData],
-             notes: Sequence[str] = (), differences: Sequence[Difference] = ()) -> str:
-    """The report: a summary table, the curves image, and the runs that failed (with why)."""
+             notes: Sequence[str] = (), differences: Sequence[Difference] = (), score: Score = ACCURACY,
+             samples: Sequence[tuple[str, RunData]] = ()) -> str:
+    """The report: a summary table, the curves image, a text sample per group (language models),
+    and the runs that failed (with why)."""
     lines = [f"# {title}", "", *notes, "" if notes else "",
-             f"| {group_by} | runs | best val_acc | final test_acc | epochs | wall time (s) | parameters |",
+             f"| {group_by} | runs | {score.column} | {score.extra_column} | epochs | wall time (s) | parameters |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        cells = [row.best_val_acc.fmt(4) if row.best_val_acc else "-",
-                 row.test_acc.fmt(4) if row.test_acc else "-",
+        cells = [row.best.fmt(4) if row.best else "-",
+                 row.extra.fmt(4) if row.extra else "-",
                  row.epochs.fmt(1) if row.epochs else "-",
                  row.wall_s.fmt(1) if row.wall_s else "-"]
         lines.append(f"| {row.group} | {row.runs} | " + " | ".join(cells) + f" | {row.num_parameters} |")
-    lines += ["", "Numbers are the mean over seeds, [min, max] when they differ. best val_acc is each "
-              "run's highest validation accuracy over its epochs; final test_acc is measured once on the "
-              "test split after training; wall time covers the whole run (training, validation, test).",
+    lines += ["", f"Numbers are the mean over seeds, [min, max] when they differ. {score.column} is {score.what}; "
+              f"{score.extra_what}; wall time covers the whole run (training, validation, test).",
               "", "## What the seeds support", "", verdict_text(differences), ""]
     lines += [f"- {d.sentence()}" for d in differences]
-    lines += ["" if differences else "", "Each line compares neighbours in the ranking by mean best val_acc: the "
-              "difference seed by seed, its mean and a 95 % Student-t interval over the seeds.",
-              "", "![learning curves](curves.png)", ""]
+    lines += ["" if differences else "", f"Each line compares neighbours in the ranking by mean {score.column} "
+              "(`a` > `b`: a is better): the difference seed by seed, its mean and a 95 % Student-t interval "
+              "over the seeds.", "", "![learning curves](curves.png)", ""]
+    if samples:
+        lines += ["## Samples", "", "The text each group's first run generated after its last validation "
+                  "(the run's `samples/` artifacts hold one per epoch).", ""]
+        for group, run in samples:
+            fence = _fence(run.sample or "")
+            lines += [f"**{group}** (run `{run.name}`):", "", fence + "text", run.sample or "", fence, ""]
     if failed:
         lines += ["## Runs that did not finish", "", "| run | status | reason |", "|---|---|---|"]
         for run in failed:
@@ -288,16 +356,38 @@ class Report:
     ui: str | None = None  # where to see the same comparison in the MLflow UI (a URL and how to start it)
 
 
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``, so the text cannot close it."""
+    return "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+
+
+def _seed_number(run: RunData) -> float:
+    seed = run.tags.get(Tag.SEED, "")
+    return int(seed) if seed.lstrip("-").isdigit() else math.inf
+
+
+def group_samples(runs: Sequence[RunData], order: Sequence[str] | None = None) -> list[tuple[str, RunData]]:
+    """Per group, its first FINISHED run that has a text sample (the lowest seed)."""
+    with_sample = [r for r in runs if r.status == RunStatus.FINISHED and r.sample]
+    out = []
+    for group in order_groups(with_sample, order):
+        members = [r for r in with_sample if r.group == group]
+        out.append((group, min(members, key=lambda r: (_seed_number(r), r.start_ms))))
+    return out
+
+
 def write_report(runs: Sequence[RunData], out_dir: Path, title: str, group_by: str,
                  order: Sequence[str] | None = None, notes: Sequence[str] = ()) -> Report:
     """Write ``curves.png`` and ``report.md`` into ``out_dir``; return them and the table rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = summarize(runs, order)
-    figure = curves_figure(runs, group_by, order, title)
+    score = score_of(runs)
+    rows = summarize(runs, order, score)
+    figure = curves_figure(runs, group_by, order, title, score)
     figure_path = out_dir / "curves.png"
     figure.savefig(figure_path, dpi=110)
     plt.close(figure)
     failed = [r for r in runs if r.status in (RunStatus.FAILED, RunStatus.KILLED)]
     md_path = out_dir / "report.md"
-    md_path.write_text(markdown(title, group_by, rows, failed, notes, neighbour_differences(runs)))
+    md_path.write_text(markdown(title, group_by, rows, failed, notes, neighbour_differences(runs, score), score,
+                                group_samples(runs, order)))
     return Report(md_path, figure_path, rows, figure)

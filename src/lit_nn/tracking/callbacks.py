@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from lit_nn.core.names import Metric, Param, Tag
+from lit_nn.core.names import Artifact, Metric, Param, Tag
 from lit_nn.data.datamodule import LitDataModule
 from lit_nn.models.base import LitModel
 from lit_nn.tracking.logger import MLflowTracker
@@ -167,7 +167,7 @@ class RunRecorder(L.Callback):
             name = "validate"
         elif not trainer.is_last_batch:  # validation inside an epoch (val_check_interval)
             name += f"_step_{pl_module.global_step:07d}"
-        tracker.log_text(pl_module.sample_text, f"samples/{name}.txt")
+        tracker.log_text(pl_module.sample_text, f"{Artifact.SAMPLES}/{name}.txt")
 
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
