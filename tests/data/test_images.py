@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,6 +85,39 @@ def test_embedded_test_split_fixed_and_val_split_seeded():
     assert torch.equal(a.splits["val"][0], b.splits["val"][0])
     assert not torch.equal(a.splits["val"][0], c.splits["val"][0])
     assert torch.equal(a.splits["test"][0], c.splits["test"][0])  # the test set never moves
+
+
+@pytest.mark.parametrize(("normalize", "low", "high"), [((0.5, 0.5), -1.0, 1.0), ((0.0, 1.0), 0.0, 1.0)])
+def test_normalize_option_sets_the_pixel_range(normalize, low, high):
+    """[0.5, 0.5] is torchvision's Normalize((0.5,), (0.5,)) after ToTensor; [0, 1] is ToTensor alone."""
+    dm = ImageDataModule("mnist", root="/nonexistent", normalize=normalize)
+    default = ImageDataModule("mnist", root="/nonexistent")
+    for d in (dm, default):
+        d.setup("fit")
+    x = dm.splits["train"][0]
+    assert float(x.min()) == low and float(x.max()) == high
+    assert default.normalization == (0.1307, 0.3081) and dm.normalization == normalize
+    pixels = x * normalize[1] + normalize[0]  # the same images in [0, 1], only standardized otherwise
+    torch.testing.assert_close(pixels, default.splits["train"][0] * 0.3081 + 0.1307, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("bad", [[0.5], [0.5, 0.0], [0.5, -1.0]])
+def test_bad_normalize_is_one_sentence(bad):
+    with pytest.raises(UserError, match=r"data.normalize takes two numbers, a mean and a std > 0"):
+        ImageDataModule("mnist", normalize=bad)
+
+
+def test_image_files_use_the_training_normalization(tmp_path):
+    from PIL import Image
+
+    from lit_nn.data.image_files import ImageFilesDataModule
+
+    path = tmp_path / "seven.png"
+    picture = np.full((40, 40), 255, dtype=np.uint8)
+    picture[8:32, 18:22] = 0  # a dark stroke on white paper
+    Image.fromarray(picture).save(path)
+    x = ImageFilesDataModule([str(path)], normalize=(0.5, 0.5)).predict_dataloader().inputs
+    assert float(x.min()) == -1.0 and float(x.max()) == 1.0
 
 
 def test_root_torchvision_layout_is_used_first(tmp_path):

@@ -169,8 +169,9 @@ class LitNNCLI(LightningCLI):
                             "(for a char-RNN use lit-nn generate --ckpt CHECKPOINT)")
         images = self._settings().images
         if images:
-            dataset = datamodule.dataset_name if isinstance(datamodule, ImageDataModule) else "mnist"
-            datamodule = ImageFilesDataModule(images, dataset)
+            trained_on = datamodule if isinstance(datamodule, ImageDataModule) else None
+            datamodule = ImageFilesDataModule(images, trained_on.dataset_name if trained_on else "mnist",
+                                              normalize=trained_on.normalization if trained_on else None)
         batches = self.trainer.predict(model, datamodule=datamodule, **kwargs)
         classes = datamodule.classes if isinstance(datamodule, LitDataModule) else None
         rows = prediction_rows(batches or [], classes, images or ())

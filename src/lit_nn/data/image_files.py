@@ -15,7 +15,7 @@ import torch
 
 from lit_nn.core.errors import UserError, require_file
 from lit_nn.data.datamodule import LitDataModule
-from lit_nn.data.images import DATASETS
+from lit_nn.data.images import DATASETS, normalization
 from lit_nn.data.loaders import TensorBatches
 
 FRAME, BOX = 28, 20  # MNIST's frame and the box its digits are fitted into
@@ -63,14 +63,18 @@ class ImageFilesDataModule(LitDataModule):
         paths: the image files.
         dataset: the dataset whose normalization the model expects (mnist, fashion_mnist).
         batch_size: images per prediction batch.
+        normalize: the (mean, std) the model was trained with, when not the dataset's own
+            (``ImageDataModule``'s ``normalize``).
     """
 
-    def __init__(self, paths: list[str], dataset: str = "mnist", batch_size: int = 256) -> None:
+    def __init__(self, paths: list[str], dataset: str = "mnist", batch_size: int = 256,
+                 normalize: tuple[float, float] | None = None) -> None:
         super().__init__()
         if not paths:
             raise UserError("--images needs at least one image file")
         self.paths = [str(p) for p in paths]
         self.spec = DATASETS[dataset]
+        self.normalization = normalization(self.spec, normalize)
         self.classes = self.spec.classes
         self.batch_size = batch_size
         self.source = f"{len(self.paths)} image file(s)"
@@ -81,5 +85,6 @@ class ImageFilesDataModule(LitDataModule):
         return "image_files"
 
     def predict_dataloader(self) -> TensorBatches:
-        x = self.images.unsqueeze(1).float().div_(255.0).sub_(self.spec.mean).div_(self.spec.std)
+        mean, std = self.normalization
+        x = self.images.unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
         return TensorBatches(x, torch.full((len(x),), NO_LABEL), self.batch_size)

@@ -56,6 +56,17 @@ FULL_VAL_SIZE = 5000  # of the official 60,000 training images
 EMBEDDED_VAL_SIZE = 500  # of the sample's 4,500 (its other 500 are the test split)
 
 
+def normalization(spec: ImageSpec, normalize: tuple[float, float] | None) -> tuple[float, float]:
+    """The (mean, std) that pixels scaled to [0, 1] are standardized with: ``normalize`` when given,
+    else the dataset's own training-set statistics."""
+    if normalize is None:
+        return spec.mean, spec.std
+    values = list(normalize)
+    if len(values) != 2 or not all(isinstance(v, int | float) for v in values) or not values[1] > 0:
+        raise UserError(f"data.normalize takes two numbers, a mean and a std > 0 (e.g. [0.5, 0.5]), got {values}")
+    return float(values[0]), float(values[1])
+
+
 def _idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
     """The (images, labels) files of a split in ``folder``, ``.gz`` or not, if both exist."""
     found = []
@@ -125,6 +136,9 @@ class ImageDataModule(LitDataModule):
             MNIST's 60,000; 500 of the embedded sample's 4,500).
         seed: seeds the train/val split and the per-epoch shuffle.
         augment: random shifts of up to 2 pixels on training batches (helps small data).
+        normalize: the (mean, std) pixels in [0, 1] are standardized with; default: the dataset's
+            training-set statistics (MNIST 0.1307, 0.3081). [0.5, 0.5] maps pixels to [-1, 1], as
+            torchvision's ``Normalize((0.5,), (0.5,))`` does; [0, 1] keeps them in [0, 1] (``ToTensor`` alone).
     """
 
     def __init__(
@@ -136,6 +150,7 @@ class ImageDataModule(LitDataModule):
         val_size: int | None = None,
         seed: int = 0,
         augment: bool = False,
+        normalize: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -145,6 +160,7 @@ class ImageDataModule(LitDataModule):
             check_positive("data.val_size", val_size)
         self.save_hyperparameters()
         self.spec = DATASETS[dataset]
+        self.normalization = normalization(self.spec, normalize)
         self.classes = self.spec.classes
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -204,8 +220,8 @@ class ImageDataModule(LitDataModule):
         return images[chosen], labels[chosen]
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.unsqueeze(1).float().div_(255.0)
-        return x.sub_(self.spec.mean).div_(self.spec.std)
+        mean, std = self.normalization
+        return images.unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
 
     # -- LightningDataModule hooks ----------------------------------------------------
     def setup(self, stage: str) -> None:
