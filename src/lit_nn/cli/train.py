@@ -26,6 +26,7 @@ from lit_nn.models.base import Classifier, LitModel
 from lit_nn.tracking.callbacks import MLflowSaveConfig, RunCheckpoint, RunRecorder, find_tracker
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
 from lit_nn.tracking.logger import MLflowTracker
+from lit_nn.tracking.model_export import ModelExport, check_register_name
 from lit_nn.tracking.resume import find_run_to_resume, reopen_for_resume
 from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 from lit_nn.tracking.views import where_to_open
@@ -70,6 +71,11 @@ class LitNNCLI(LightningCLI):
                            help="extra MLflow tags, e.g. '{\"sweep\": \"opt\", \"mlflow.parentRunId\": \"<id>\"}'")
         group.add_argument("--log_checkpoint", type=bool, default=True,
                            help="store the best checkpoint as an MLflow artifact")
+        group.add_argument("--log_model", type=bool, default=True,
+                           help="fit only: log the best checkpoint as an MLflow model, "
+                                "mlflow.pyfunc.load_model('runs:/<run id>/model') (~0.5 s)")
+        group.add_argument("--register", type=str | None, default=None,
+                           help="fit only: register the logged model in the MLflow Model Registry under this name")
         group.add_argument("--resume", type=str | None, default=None,
                            help="continue MLflow run RUN_ID from its last checkpoint (fit only); "
                                 "--ckpt_path last picks the newest unfinished run of the same name")
@@ -93,6 +99,7 @@ class LitNNCLI(LightningCLI):
         settings = self._settings()
         if "weights_only" in settings and settings.weights_only is None:
             settings.weights_only = True
+        check_register(settings, self.subcommand)
 
     # -- building the Trainer ---------------------------------------------------------
     def _settings(self) -> Any:
@@ -122,10 +129,17 @@ class LitNNCLI(LightningCLI):
                                     run_id=resume_id, tags=dict(settings.tags), tracking_uri=uri)
             trainer_config["logger"] = tracker
             callbacks.append(RunRecorder(log_checkpoint=settings.log_checkpoint))
+            if self.subcommand == "fit" and settings.log_model:
+                callbacks.append(ModelExport(register=settings.register))
+        elif settings.get("register"):
+            raise UserError("--register needs the fit's MLflow run, and --trainer.logger false has none")
         if trainer_config.get("enable_progress_bar", True) is not False:
             callbacks.append(ProgressBar())
         if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
             callbacks.append(RunCheckpoint(self.model))
+        elif settings.get("register"):
+            raise UserError("--register registers the best checkpoint, and --trainer.enable_checkpointing false "
+                            "writes none")
         check_devices(trainer_config)
         if self.subcommand == "fit":
             check_budget(trainer_config)
@@ -183,6 +197,18 @@ class LitNNCLI(LightningCLI):
 
     def after_validate(self) -> None:
         describe_finish(self.trainer)
+
+
+def check_register(settings: Any, command: str) -> None:
+    """``--register NAME``: fit only, with the model logged, and a name MLflow accepts."""
+    name = settings.get("register")
+    if name is None:
+        return
+    if command != "fit":
+        raise UserError(f"--register is an option of lit-nn fit, not of lit-nn {command}")
+    if not settings.log_model:
+        raise UserError("--register registers the logged model, and --log_model false logs none; drop one of them")
+    check_register_name(name)
 
 
 def check_budget(trainer_config: dict[str, Any]) -> None:
