@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
 .PHONY: help install train train-rnn test test-slow test-gpu lint ui lab bench \
-        compare-optimizers compare-depth compare-activations compare-models clean
+        compare-optimizers compare-depth compare-activations compare-models compare-rnn-cells clean
 
 help:                     ## this list: every target and what it does
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1|/' | awk -F'|' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ compare-activations: install  ## sigmoid, tanh, relu, leaky_relu, selu, gelu
 
 compare-models: install   ## MLP vs CNN, same data and budget
 	$(BIN)/lit-nn sweep experiments/compare_models.yaml --workers $(WORKERS) $(ARGS)
+
+compare-rnn-cells: install  ## char-RNN cells: the notes' classic i2h/i2o cell vs rnn, gru, lstm
+	$(BIN)/lit-nn sweep experiments/compare_rnn_cells.yaml --workers $(WORKERS) $(ARGS)
 
 test: install             ## the fast suite (slow end-to-end tests: make test-slow)
 	$(BIN)/pytest -q -m "not slow"
