@@ -108,7 +108,8 @@ def readme_commands() -> list[list[str]]:
     """Every ``lit-nn ...`` line of the README's code blocks, as argv (comments and continuations joined)."""
     text = (REPO / "README.md").read_text()
     commands = []
-    for block in re.findall(r"```(?:bash)?\n(.*?)```", text, flags=re.S):
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", text, flags=re.S | re.M)
+    for block in (body for language, body in blocks if language in ("", "bash")):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("  #")[0].strip()
             for part in line.split(";"):

@@ -6,7 +6,7 @@ MLflow records); only the results come back as values, and mistakes as exception
 
     import lit_nn
     run = lit_nn.fit("experiments/mnist_mlp.yaml", trainer__max_epochs=2, model__optimizer="sgd")
-    run.run_id, run.metrics["test_acc"]
+    run.run_id, run.metrics      # the MLflow run id and its final metrics
     lit_nn.sweep("experiments/compare_depth.yaml", workers=2, trainer__max_epochs=1)
     lit_nn.report("compare_depth").rows
 """
