@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -83,3 +84,10 @@ def metric_history(db: Path, experiment: str) -> dict[str, list[list[float]]]:
     for key, step, value in rows:
         out.setdefault(key, []).append([step, value])
     return out
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -55,6 +55,10 @@ CASES = [
     ("sweep-missing-file", ["sweep", "{tmp}/nope.yaml"], ["nope.yaml", "does not exist"]),
     ("sweep-not-a-sweep", ["sweep", "experiments/mnist_mlp.yaml"], ["unknown key", "'seed_everything'", "grid"]),
     ("sweep-zero-workers", ["sweep", "experiments/compare_depth.yaml", "--workers", "0"], ["--workers must be >= 1"]),
+    ("sweep-bad-launcher", ["sweep", "experiments/compare_depth.yaml", "--launcher", "slurm"],
+     ["unknown --launcher 'slurm'", "local", "ray"]),
+    ("sweep-address-without-ray", ["sweep", "experiments/compare_depth.yaml", "--address", "head:6379"],
+     ["--address is the Ray cluster's address; it needs --launcher ray"]),
     # -- sampling
     ("generate-missing-checkpoint", ["generate", "--ckpt", "{tmp}/none.ckpt"], ["none.ckpt", "does not exist"]),
     ("generate-classifier-checkpoint", ["generate", "--ckpt", "{tmp}/rnn/mlp.ckpt"], ["not a char-RNN checkpoint"]),

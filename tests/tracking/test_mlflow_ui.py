@@ -9,7 +9,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import run_cli
+from helpers import free_port, run_cli
 
 pytestmark = pytest.mark.slow
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -40,12 +39,6 @@ SWEEP = {
     "seeds": [0, 1],
 }
 POINT_NAMES = ["optimizer=adam-s0", "optimizer=adam-s1", "optimizer=sgd-s0", "optimizer=sgd-s1"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 30) -> tuple[int, bytes]:

@@ -64,7 +64,8 @@ def generate(ckpt: str, prime: str = "\n", length: int = 500, temperature: float
 # -- sweep ---------------------------------------------------------------------------------
 def sweep(sweep_file: str, workers: int = 1, force: bool = False, dry_run: bool = False, report: bool = True,
           out: Path | None = None, process_per_point: bool = False, threads: int | None = None,
-          gpus_per_point: int | None = None, orphan_wait: float = 120.0) -> None:
+          gpus_per_point: int | None = None, orphan_wait: float = 120.0, launcher: str = "local",
+          address: str | None = None) -> None:
     """Run a comparison sweep: every point of the file's grid × seeds as a lit-nn fit run nested under one
     MLflow parent run; finished points are skipped on a re-run.
 
@@ -86,6 +87,9 @@ def sweep(sweep_file: str, workers: int = 1, force: bool = False, dry_run: bool 
             this many consecutive ones, round-robin when there are more workers than GPUs (default:
             the points' --trainer.devices when it is a number, else 1). Without GPUs nothing is pinned.
         orphan_wait: seconds to wait for runs of a just-killed sweep that are still shutting down.
+        launcher: local (worker processes on this machine) or ray (one Ray task per point, on a Ray
+            cluster: CPUs per point from --threads, GPUs from --gpus_per_point).
+        address: the Ray cluster to run on (its head, host:6379); default: a local Ray for this sweep.
     """
 
 
@@ -175,7 +179,8 @@ def run_sweep_command(argv: list[str]) -> None:
         return
     options = SweepOptions(workers=args["workers"], force=args["force"], report=args["report"], out=args["out"],
                            process_per_point=args["process_per_point"], threads=args["threads"],
-                           gpus_per_point=args["gpus_per_point"], orphan_wait=args["orphan_wait"])
+                           gpus_per_point=args["gpus_per_point"], orphan_wait=args["orphan_wait"],
+                           launcher=args["launcher"], address=args["address"])
     worker = [sys.executable, "-m", "lit_nn.cli.sweep_worker"]
     try:
         code = run_sweep(spec, points, extra, options, worker)

@@ -15,13 +15,15 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lit_nn.core.errors import UserError, check_positive
+from lit_nn.core.errors import UserError, check_positive, unknown_choice
 from lit_nn.core.names import Metric, Tag
 from lit_nn.sweep.grid import POINT_NAME, Point, SweepSpec, point_settings_count
 from lit_nn.sweep.plan import decide, point_runs
@@ -104,6 +106,11 @@ class SweepOptions:
     orphan_wait: float = 120.0
     gpus_per_point: int | None = None  # None: the points' trainer.devices when a count, else 1
     gpus: tuple[str, ...] | None = None  # the GPUs the workers share; None: the visible ones
+    launcher: str = "local"  # "local": worker processes here; "ray": one Ray task per point
+    address: str | None = None  # the Ray cluster (host:port); None: a local Ray started for the sweep
+
+
+LAUNCHERS = ("local", "ray")
 
 
 def worker_pins(spec: SweepSpec, extra: list[str], options: SweepOptions) -> list[str | None]:
@@ -137,15 +144,21 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     ``worker_command`` starts one worker process (``lit_nn.sweep.worker.serve`` with a fit entry).
     """
     from lit_nn.sweep.claims import find_parent, sweep_lock, wait_for_orphans
+    from lit_nn.sweep.runner import run_jobs
     from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 
     if options.workers < 1:
         raise UserError(f"--workers must be >= 1, got {options.workers}")
     if options.threads is not None and options.threads < 1:
         raise UserError(f"--threads must be >= 1, got {options.threads}")
+    if options.launcher not in LAUNCHERS:
+        raise unknown_choice("--launcher", options.launcher, LAUNCHERS)
+    if options.address is not None and options.launcher != "ray":
+        raise UserError("--address is the Ray cluster's address; it needs --launcher ray")
     threads = options.threads or (None if os.environ.get("OMP_NUM_THREADS") else 1)
     own_process = options.process_per_point or needs_own_process(spec.config, tuple(extra))
-    pins = worker_pins(spec, extra, options)
+    on_ray = options.launcher == "ray"
+    pins = [None] * options.workers if on_ray else worker_pins(spec, extra, options)  # Ray assigns GPUs itself
     out_dir = options.out or REPORTS / spec.name
     uri = prepare_store()
     experiment_id = ensure_experiment(spec.experiment, uri)  # creates and migrates the store before workers
@@ -156,10 +169,11 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
         todo = [d.point for d in decisions if d.action == "run"]
         mode = "a fresh process per point" if own_process else "in-process workers"
         print(_header(spec, points, extra))
+        how = (f"one Ray task per point on {options.address or 'a local Ray instance'}" if on_ray else
+               f"{min(options.workers, max(len(todo), 1))} worker(s) × "
+               f"{threads or os.environ.get('OMP_NUM_THREADS')} thread(s), {mode}")
         print(f"  {len(todo)} to run, {sum(d.action == 'done' for d in decisions)} already FINISHED, "
-              f"{sum(d.action == 'running' for d in decisions)} running elsewhere; "
-              f"{min(options.workers, max(len(todo), 1))} worker(s) × "
-              f"{threads or os.environ.get('OMP_NUM_THREADS')} thread(s), {mode}; logs in {out_dir / 'logs'}",
+              f"{sum(d.action == 'running' for d in decisions)} running elsewhere; {how}; logs in {out_dir / 'logs'}",
               flush=True)
         started = min(options.workers, max(len(todo), 1))
         if any(pin is not None for pin in pins[:started]):
@@ -175,8 +189,11 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
                          run_id=find_parent(client, experiment_id, spec.name)) as parent_run:
             parent = parent_run.run_id
             client.log_text(parent, yaml.safe_dump(_spec_record(spec, extra), sort_keys=False), "sweep.yaml")
+            launch = (_ray_launch(spec, extra, options, threads, uri, worker_command) if on_ray
+                      else partial(run_jobs, workers=options.workers, worker_command=worker_command,
+                                   threads=threads, pins=pins))
             outcomes, completed, seconds = _run(client, experiment_id, parent, spec, todo, extra, own_process,
-                                                out_dir, options.workers, threads, worker_command, pins)
+                                                out_dir, launch)
             failed = [o for o in outcomes if o.status != RunStatus.FINISHED]
             report = None
             if completed and options.report:
@@ -253,13 +270,26 @@ def dry_run(spec: SweepSpec, points: list[Point], extra: list[str], force: bool)
     print(f"{sum(d.action == 'run' for d in decisions)} of {len(points)} point(s) would run")
 
 
+def _ray_launch(spec: SweepSpec, extra: list[str], options: SweepOptions, threads: int | None, uri: str,
+                worker_command: list[str]) -> Callable[..., bool]:
+    """The Ray launcher with this sweep's resources per point and the store every node writes to."""
+    from lit_nn.sweep.ray_launcher import run_jobs_on_ray
+
+    gpus = options.gpus_per_point or 0  # Ray gives a task GPUs only when asked: --gpus_per_point K
+    env = {"MLFLOW_TRACKING_URI": uri}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    return partial(run_jobs_on_ray, worker_command=worker_command, address=options.address,
+                   cpus_per_point=float(threads or 1), gpus_per_point=float(gpus), env=env)
+
+
 def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: list[Point], extra: list[str],
-         own_process: bool, out_dir: Path, workers: int, threads: int | None,
-         worker_command: list[str], pins: list[str | None]) -> tuple[list[Any], bool, float]:
-    """Write each point's config, run the points, print a line per point as it ends."""
+         own_process: bool, out_dir: Path, launch: Callable[..., bool]) -> tuple[list[Any], bool, float]:
+    """Write each point's config, run the points with ``launch(jobs, settle)``, print a line per point
+    as it ends."""
     import json
 
-    from lit_nn.sweep.runner import Job, run_jobs, settle_in_mlflow
+    from lit_nn.sweep.runner import Job, settle_in_mlflow
 
     outcomes: list[Any] = []
     start = time.monotonic()
@@ -288,7 +318,7 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
                 print(f"[{len(outcomes):>{len(str(len(todo)))}}/{len(todo)}] {job.point.run_name:<{width}}  "
                       f"{outcome.status:<8}  {detail}  ({outcome.seconds:.1f} s)", flush=True)
 
-            completed = run_jobs(jobs, workers, settle, worker_command, threads, pins)
+            completed = launch(jobs, settle=settle)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return outcomes, completed, time.monotonic() - start
