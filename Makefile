@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
-.PHONY: help install train train-rnn test test-slow test-gpu lint ui lab bench \
+.PHONY: help install train train-rnn test test-slow test-gpu lint ui lab figures bench \
         compare-optimizers compare-depth compare-activations compare-models compare-rnn-cells clean
 
 help:                     ## this list: every target and what it does
@@ -52,6 +52,9 @@ test-slow: install        ## DDP, kill-and-resume, browser and other long end-to
 
 test-gpu: install         ## CUDA tests: fit, bf16, determinism, GPU checkpoint on CPU, 2-GPU DDP (skip without GPUs)
 	$(BIN)/pytest -q -m gpu
+
+figures: install          ## the learning path's figures: docs/figures/*.png from the real commands, small budgets (~2 min)
+	$(BIN)/python docs/make_figures.py $(ARGS)
 
 bench: install            ## speed benchmarks → BENCHMARKS.md (make bench ARGS=--quick to check it works)
 	$(BIN)/python -m benchmarks $(ARGS)
