@@ -43,6 +43,20 @@ def test_same_seed_same_per_epoch_metrics(client, capsys):
     assert _history(client, c.info.run_id, "train_loss") != _history(client, a.info.run_id, "train_loss")
 
 
+def test_last_checkpoint_is_the_last_epoch_even_when_it_was_not_the_best(client, capsys):
+    """Resuming reads last.ckpt: it must be the latest epoch, not the latest improvement (Lightning
+    2.6 rewrites it only when best.ckpt improves). With lr ~0 the val_acc never improves after epoch 0."""
+    args = ["fit", "-c", "experiments/mnist_mlp.yaml", "--trainer.max_epochs", "3", "--model.init_args.lr", "1e-12",
+            "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
+            "--log_model", "false", "--experiment", "last", *QUIET]
+    assert run_main(capsys, *args).returncode == 0
+    (run,) = runs_of(client, "last")
+    folder = Path(run.data.tags["checkpoint_dir"])
+    best, last = (torch.load(folder / name, map_location="cpu", weights_only=True) for name in ("best.ckpt", "last.ckpt"))
+    assert best["epoch"] == 0, "the setup did not keep the best at epoch 0"
+    assert last["epoch"] == 2 and last["global_step"] == 6
+
+
 def _checkpoint(tmp_path: Path, model: torch.nn.Module) -> Path:
     import lightning as L
 

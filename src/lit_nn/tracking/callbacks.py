@@ -110,6 +110,27 @@ class RunCheckpoint(ModelCheckpoint):
             self.dirpath = str((self.root or checkpoint_root()) / run)
         super().setup(trainer, pl_module, stage)
 
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_written_step = trainer.global_step
+
+    # last.ckpt wherever Lightning saves (the end of each training epoch, or of each validation when
+    # it runs within epochs), as resuming needs: Lightning 2.6 writes it only when best.ckpt
+    # improved, so a run killed after a worse epoch would resume epochs behind
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missing(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missing(trainer)
+
+    def _save_last_if_missing(self, trainer: L.Trainer) -> None:
+        if not self._should_skip_saving_checkpoint(trainer) and getattr(self, "_last_written_step", None) != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
 
 class RunRecorder(L.Callback):
     """Writes what a run is made of and what it produced into its MLflow run (rank 0 only).
