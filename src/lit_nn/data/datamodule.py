@@ -35,6 +35,23 @@ class LitDataModule(L.LightningDataModule):
         """The short name runs are named and tagged by (``mnist``, ``pydoc_topics``...)."""
         raise NotImplementedError(f"{type(self).__name__} must define dataset_name")
 
+    def resident(self, *tensors: Any) -> tuple[Any, ...]:
+        """``tensors`` on the training device, copied there once and kept: on a GPU the in-memory
+        splits are sliced into batches where they live, with no host-to-device copy per batch.
+        On the CPU (and without a trainer) they are returned as they are."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else None
+        if device is None or device.type == "cpu":
+            return tensors
+        cache = self.__dict__.setdefault("_resident", {})
+        moved = []
+        for tensor in tensors:
+            key = (id(tensor), str(device))
+            if key not in cache:
+                cache[key] = (tensor, tensor.to(device))  # the source is kept so its id stays unique
+            moved.append(cache[key][1])
+        return tuple(moved)
+
     def source_identity(self) -> str | None:
         """Which data a run will see, known before ``setup`` reads anything, when the same options
         can mean different data on different machines (full MNIST where its files are, the

@@ -248,7 +248,7 @@ class ImageDataModule(LitDataModule):
             rank_zero_info(f"data: {self.test_source} — {len(labels):,} test images")
 
     def _batches(self, split: str, train: bool = False) -> TensorBatches:
-        x, y = self.splits[split]
+        x, y = self.resident(*self.splits[split])
         size = self.hparams.batch_size if train else 4 * self.hparams.batch_size
         return TensorBatches(x, y, size, shuffle=train, seed=self.hparams.seed)
 

@@ -71,7 +71,7 @@ class TensorBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.sampler.indices(*_rank_and_world())
+        order = self.sampler.indices(*_rank_and_world()).to(self.inputs.device)  # one copy an epoch
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:

@@ -166,7 +166,7 @@ class TextWindows:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         inputs, targets = self.windows()
-        order = self.sampler.indices(*_rank_and_world())
+        order = self.sampler.indices(*_rank_and_world()).to(inputs.device)  # one copy an epoch
         for begin in range(0, len(order), self.batch_size):
             idx = order[begin : begin + self.batch_size]
             yield inputs[idx], targets[idx]
@@ -310,11 +310,13 @@ class TextDataModule(LitDataModule):
 
     def train_dataloader(self) -> TextWindows:
         hp = self.hparams
-        return TextWindows(self.train_ids, hp.seq_len, hp.batch_size, shuffle=True, seed=hp.seed)
+        (ids,) = self.resident(self.train_ids)
+        return TextWindows(ids, hp.seq_len, hp.batch_size, shuffle=True, seed=hp.seed)
 
     def val_dataloader(self) -> TextWindows:
         hp = self.hparams
-        return TextWindows(self.val_ids, self.val_seq_len, 4 * hp.batch_size)
+        (ids,) = self.resident(self.val_ids)
+        return TextWindows(ids, self.val_seq_len, 4 * hp.batch_size)
 
     def test_dataloader(self) -> TextWindows:
         raise UserError("the text DataModule has no test split (the held-out text is the validation split); "

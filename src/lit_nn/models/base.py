@@ -81,6 +81,8 @@ class LitModel(L.LightningModule):
         # the epoch's summed training loss and its weight (a buffer: it follows the device)
         self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
         self._train_seen = 0
+        self._nonfinite: torch.Tensor | None = None  # deferred finite check (see check_finite)
+        self._nonfinite_from = 0
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         """The optimizer by name, with the learning-rate schedule stepped every batch if one is set."""
@@ -108,17 +110,45 @@ class LitModel(L.LightningModule):
         self._train_seen = 0
 
     def on_train_epoch_end(self) -> None:
+        self.raise_if_diverged()
         # the same value as self.log(on_epoch=True) every step: the weighted mean loss, averaged
         # over ranks (the loaders give every rank an equal shard)
         self.log(Metric.TRAIN_LOSS, self._train_loss_sum / max(self._train_seen, 1), prog_bar=True, sync_dist=True)
 
+    # None: check every step on the CPU (free there), every logging interval on a GPU, where
+    # reading a value back each step would stall the device (one host sync per step)
+    check_finite_every_step: bool | None = None
+
     def check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """Stop at the first NaN/inf loss instead of training on garbage for the rest of the run."""
-        if not torch.isfinite(loss):
+        every_step = self.check_finite_every_step
+        if every_step if every_step is not None else loss.device.type == "cpu":
+            if not torch.isfinite(loss):
+                raise DivergedError(
+                    f"training diverged: loss is {loss.item()} at epoch {self.current_epoch}, "
+                    f"step {self.global_step} (batch {batch_idx}); try a smaller learning rate "
+                    f"(lr={self.hparams.lr})"
+                )
+            return
+        bad = ~torch.isfinite(loss.detach())  # stays on the device: no sync
+        if self._nonfinite is None:
+            self._nonfinite, self._nonfinite_from = bad, self.global_step
+        else:
+            self._nonfinite |= bad
+        interval = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        if (batch_idx + 1) % max(interval, 1) == 0:
+            self.raise_if_diverged()
+
+    def raise_if_diverged(self) -> None:
+        """The deferred check: one host sync for all the steps since the last one."""
+        if self._nonfinite is None:
+            return
+        bad, since = bool(self._nonfinite), self._nonfinite_from
+        self._nonfinite = None
+        if bad:
             raise DivergedError(
-                f"training diverged: loss is {loss.item()} at epoch {self.current_epoch}, "
-                f"step {self.global_step} (batch {batch_idx}); try a smaller learning rate "
-                f"(lr={self.hparams.lr})"
+                f"training diverged: the loss became NaN or infinite at epoch {self.current_epoch}, "
+                f"between steps {since} and {self.global_step}; try a smaller learning rate (lr={self.hparams.lr})"
             )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
