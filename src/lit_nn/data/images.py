@@ -12,11 +12,13 @@ import functools
 import gzip
 import importlib.util
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_nn.core.errors import UserError, check_positive, unknown_choice
@@ -135,7 +137,10 @@ class ImageDataModule(LitDataModule):
         val_size: images held out of the training split for validation (default: 5,000 of full
             MNIST's 60,000; 500 of the embedded sample's 4,500).
         seed: seeds the train/val split and the per-epoch shuffle.
-        augment: random shifts of up to 2 pixels on training batches (helps small data).
+        augment: random shifts of up to 2 pixels on training batches (helps small data); with
+            ``rotate`` or ``scale`` set, a random affine map per image instead (see :func:`random_affine`).
+        rotate: with ``augment``, rotate each training image by up to this many degrees either way.
+        scale: with ``augment``, scale each training image by a factor in [1 - scale, 1 + scale].
         normalize: the (mean, std) pixels in [0, 1] are standardized with; default: the dataset's
             training-set statistics (MNIST 0.1307, 0.3081). [0.5, 0.5] maps pixels to [-1, 1], as
             torchvision's ``Normalize((0.5,), (0.5,))`` does; [0, 1] keeps them in [0, 1] (``ToTensor`` alone).
@@ -151,11 +156,16 @@ class ImageDataModule(LitDataModule):
         seed: int = 0,
         augment: bool = False,
         normalize: tuple[float, float] | None = None,
+        rotate: float = 0.0,
+        scale: float = 0.0,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise unknown_choice("dataset", dataset, DATASETS)
         check_positive("data.batch_size", batch_size)
+        check_positive("data.rotate", rotate, allow_zero=True)
+        if not 0 <= scale < 1:
+            raise UserError(f"data.scale takes a fraction in [0, 1) (0.1: scale by 0.9 to 1.1), got {scale}")
         if val_size is not None:
             check_positive("data.val_size", val_size)
         self.save_hyperparameters()
@@ -267,8 +277,27 @@ class ImageDataModule(LitDataModule):
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
         if self.hparams.augment and self.trainer is not None and self.trainer.training:
             x, y = batch
+            if self.hparams.rotate or self.hparams.scale:
+                return random_affine(x, max_shift=2, rotate=self.hparams.rotate, scale=self.hparams.scale), y
             return random_shift(x, max_shift=2), y
         return batch
+
+
+def random_affine(x: torch.Tensor, max_shift: float, rotate: float, scale: float) -> torch.Tensor:
+    """Rotate each image of a batch by up to ``rotate`` degrees, scale it by 1 ± ``scale`` and shift
+    it by up to ``max_shift`` pixels, all drawn per image: one ``affine_grid`` and one bilinear
+    ``grid_sample`` for the whole batch, on the batch's device. Uncovered pixels get the background
+    (the batch's minimum)."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 4, device=x.device, dtype=x.dtype) * 2 - 1  # uniform in [-1, 1)
+    angle = u[:, 0] * math.radians(rotate)
+    factor = 1 + u[:, 1] * scale  # the image grows by this factor: the grid shrinks by it
+    cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
+    shift = u[:, 2:] * (2 * max_shift / torch.tensor([w, h], device=x.device, dtype=x.dtype))
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    fill = x.amin()
+    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
 
 
 def random_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:

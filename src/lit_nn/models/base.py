@@ -44,7 +44,8 @@ class LitModel(L.LightningModule):
         weight_decay: weight decay of the optimizer.
         momentum: momentum of sgd and rmsprop.
         nesterov: Nesterov momentum (sgd with momentum > 0).
-        lr_schedule: constant, or cosine decay to lr/10 over the run (needs max_steps or max_epochs).
+        lr_schedule: constant; cosine decay to lr/10 over the run; or onecycle, a ramp up to lr over the
+            first 25 % of the run (or ``warmup_steps``) then cosine to 0 (both need max_steps or max_epochs).
         warmup_steps: linear learning-rate warm-up steps before the schedule.
 
     Attributes:
@@ -93,8 +94,8 @@ class LitModel(L.LightningModule):
         if schedule == "constant" and not warmup:
             return optimizer
         total = self.trainer.estimated_stepping_batches
-        if schedule == "cosine" and not math.isfinite(total):
-            raise UserError("model.lr_schedule=cosine needs a known run length: set trainer.max_steps "
+        if schedule != "constant" and not math.isfinite(total):
+            raise UserError(f"model.lr_schedule={schedule} needs a known run length: set trainer.max_steps "
                             "or trainer.max_epochs, or use lr_schedule constant")
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

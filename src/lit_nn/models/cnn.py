@@ -18,6 +18,7 @@ class CNN(Classifier):
         channels: output channels of the two convolutions (default 16, 32).
         fc: widths of the two hidden fully connected layers (default 128, 64).
         dropout: dropout before the first fully connected layer (0 disables it).
+        batch_norm: batch normalization after each convolution, before its ReLU.
         num_classes: number of output classes.
         **optim_args: optimizer, lr, weight_decay, momentum, nesterov (see :class:`LitModel`).
     """
@@ -29,6 +30,7 @@ class CNN(Classifier):
         channels: tuple[int, int] = (16, 32),
         fc: tuple[int, int] = (128, 64),
         dropout: float = 0.0,
+        batch_norm: bool = False,
         num_classes: int = 10,
         **optim_args: Any,
     ) -> None:
@@ -40,9 +42,13 @@ class CNN(Classifier):
                 check_positive(name, v)
         check_fraction("model.dropout", dropout)
         c1, c2 = channels
+
+        def norm(c: int) -> list[nn.Module]:
+            return [nn.BatchNorm2d(c)] if batch_norm else []
+
         self.net = nn.Sequential(
-            nn.Conv2d(1, c1, 3), nn.ReLU(), nn.MaxPool2d(2),   # 28 → 26 → 13
-            nn.Conv2d(c1, c2, 3), nn.ReLU(), nn.MaxPool2d(2),  # 13 → 11 → 5
+            nn.Conv2d(1, c1, 3, bias=not batch_norm), *norm(c1), nn.ReLU(), nn.MaxPool2d(2),   # 28 → 26 → 13
+            nn.Conv2d(c1, c2, 3, bias=not batch_norm), *norm(c2), nn.ReLU(), nn.MaxPool2d(2),  # 13 → 11 → 5
             nn.Flatten(),
             nn.Dropout(dropout),
             nn.Linear(c2 * 5 * 5, fc[0]), nn.ReLU(),

@@ -24,7 +24,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
 }
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 def check_optimizer_args(name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.0,
@@ -71,7 +71,20 @@ def can_fuse(cls: type[torch.optim.Optimizer], params: list[torch.nn.Parameter])
 
 
 def lr_factor(schedule: str, warmup_steps: int, total_steps: float) -> Callable[[int], float]:
-    """The learning-rate multiplier per step: linear warm-up, then constant or cosine to 0.1."""
+    """The learning-rate multiplier per step: linear warm-up, then constant or cosine to 0.1; or
+    ``onecycle``: a linear ramp from 0.04 to 1 over ``warmup_steps`` (default: the first 25 % of the
+    run), then cosine annealing to 0 (Smith's one-cycle policy, as ``torch.optim.lr_scheduler.OneCycleLR``
+    with ``anneal_strategy="cos"`` but linear on the way up)."""
+    if schedule == "onecycle":
+        rise = warmup_steps or max(1, round(0.25 * total_steps))
+
+        def one_cycle(step: int) -> float:
+            if step < rise:
+                return 0.04 + 0.96 * step / rise
+            progress = min(1.0, (step - rise) / max(1.0, total_steps - rise))
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        return one_cycle
 
     def factor(step: int) -> float:
         if step < warmup_steps:
