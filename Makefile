@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
-.PHONY: help install train train-rnn test test-slow test-gpu lint ui lab figures bench \
+.PHONY: help install train train-rnn test test-slow test-gpu lint ui server lab figures bench \
         compare-optimizers compare-depth compare-activations compare-models compare-rnn-cells clean
 
 help:                     ## this list: every target and what it does
@@ -64,6 +64,10 @@ lint: install             ## ruff over the whole tree
 
 ui: install               ## MLflow UI over the local store on http://127.0.0.1:5000
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --workers 1 --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+server: install           ## team tracking server: PostgreSQL + mlflow server on 127.0.0.1:5000 (folder team-server/; ARGS=--auth)
+	$(BIN)/python -m pip install --quiet -e '.[dev,server]'
+	$(BIN)/lit-nn server --folder team-server $(ARGS)
 
 clean:                    ## remove the local MLflow store, checkpoints and reports
 	rm -rf mlruns/mlflow.db mlruns/artifacts mlruns/checkpoints reports .pytest_cache

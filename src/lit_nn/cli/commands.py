@@ -300,6 +300,29 @@ def lab_parser(with_options: bool = True) -> Any:
     return parser
 
 
+# -- server --------------------------------------------------------------------------------
+def server(folder: Path = Path("team-server"), host: str = "127.0.0.1", port: int = 5000, auth: bool = False,
+           allowed_hosts: str | None = None) -> None:
+    """Start a team tracking server: PostgreSQL (this machine's server binaries, on 127.0.0.1) behind
+    `mlflow server` with proxied artifacts; serve until Ctrl-C. Point lit-nn at it with
+    MLFLOW_TRACKING_URI=http://HOST:PORT.
+
+    Args:
+        folder: where the database cluster, the artifacts and the logs live (created on first start).
+        host: the address the tracking server listens on; 0.0.0.0 for other machines (then also
+            --allowed_hosts, --auth, and TLS in front: see the README).
+        port: the tracking server's port.
+        auth: MLflow's basic-auth app: users and permissions, credentials from
+            MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (admin password: $LIT_NN_ADMIN_PASSWORD).
+        allowed_hosts: host names the server answers to (MLflow's --allowed-hosts), e.g. tracking.lab.org.
+    """
+    from lit_nn.core.errors import check_positive
+    from lit_nn.tracking.server import ServerPlan, serve
+
+    check_positive("--port", port)
+    serve(ServerPlan(folder=folder, host=host, port=port, auth=auth, allowed_hosts=allowed_hosts))
+
+
 def run_lab_command(argv: list[str]) -> None:
     """``lit-nn lab LAB [options]``: each lab's options come from its ``run`` function's signature."""
     import importlib
@@ -331,6 +354,8 @@ COMMANDS: dict[str, ToolCommand] = {
     "lab": ToolCommand("lab", run_lab_command,
                        "fundamentals labs: gates, activations, losses, trajectories, scratch"),
     "runs": ToolCommand("runs", runs, "list runs; mark runs whose process died as KILLED (--cleanup)"),
+    "server": ToolCommand("server", server, "a team tracking server: PostgreSQL + mlflow server, artifacts proxied",
+                          positional=False),
 }
 
 

@@ -115,6 +115,8 @@ def quiet_libraries() -> None:
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one file: no bar
+    # "🏃 View run ... at: URL" after the result on a tracking server: lit-nn's last line says where
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     # evaluating a checkpoint needs none of the callbacks that wrote it

@@ -71,15 +71,45 @@ def check_server(uri: str) -> None:
 
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_CHECK_TIMEOUT_S):
+            pass
+    except urllib.error.HTTPError as err:
+        if err.code >= 500:
+            raise UserError(f"the MLflow tracking server at {uri} is not reachable (HTTP {err.code}); start it, or "
+                            "point MLFLOW_TRACKING_URI at a running server (unset it for the local store mlruns/)") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise UserError(f"the MLflow tracking server at {uri} is not reachable ({getattr(err, 'reason', err)}); "
+                        "start it, or point MLFLOW_TRACKING_URI at a running server (unset it for the local store "
+                        "mlruns/)") from None
+    check_credentials(uri)
+
+
+def check_credentials(uri: str) -> None:
+    """One authenticated request, with the credentials MLflow will use (MLFLOW_TRACKING_USERNAME /
+    PASSWORD or TOKEN): a server with authentication that refuses them is one sentence, not a
+    traceback in the middle of a run."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    elif token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=SERVER_CHECK_TIMEOUT_S):
             return
     except urllib.error.HTTPError as err:
-        if err.code < 500:  # it answers: authentication and the rest are MLflow's to report
-            return
-        reason = f"HTTP {err.code}"
-    except (urllib.error.URLError, OSError) as err:
-        reason = str(getattr(err, "reason", err))
-    raise UserError(f"the MLflow tracking server at {uri} is not reachable ({reason}); start it, or point "
-                    "MLFLOW_TRACKING_URI at a running server (unset it for the local store mlruns/)")
+        if err.code == 401:
+            who = f"user {user!r}" if user else "no credentials (MLFLOW_TRACKING_USERNAME is not set)"
+            raise UserError(f"the MLflow tracking server at {uri} refused {who}: set MLFLOW_TRACKING_USERNAME and "
+                            "MLFLOW_TRACKING_PASSWORD to an account on it") from None
+        if err.code == 403:
+            raise UserError(f"the MLflow tracking server at {uri} does not let user {user!r} read experiments; "
+                            "ask its admin for access") from None
+    except (urllib.error.URLError, OSError):
+        pass  # it answered /health a moment ago: MLflow reports what comes next
 
 
 def local_store_dir(uri: str | None = None) -> Path | None:

@@ -1,0 +1,121 @@
+"""``lit-nn server``: a real PostgreSQL cluster behind a real ``mlflow server`` on loopback ports;
+``lit-nn fit`` against it by ``MLFLOW_TRACKING_URI`` alone; the state survives a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, free_port, run_cli
+
+pytestmark = pytest.mark.slow
+psycopg = pytest.importorskip("psycopg", reason="needs psycopg 3: pip install 'lit-nn[postgres]' (CI installs it)")
+
+
+def _postgres_available() -> bool:
+    from lit_nn.core.errors import UserError
+    from lit_nn.tracking.server import postgres_bin
+
+    try:
+        postgres_bin("initdb")
+        return True
+    except UserError:
+        return False
+
+
+needs_postgres = pytest.mark.skipif(not _postgres_available(), reason="needs PostgreSQL's server binaries "
+                                    "(apt-get install postgresql); CI installs them")
+
+
+@contextmanager
+def team_server(folder: Path, *args: str, env: dict | None = None) -> Iterator[str]:
+    """``lit-nn server`` until the block ends (then Ctrl-C, as a user would); yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lit_nn", "server", "--folder", str(folder), "--port", str(port),
+                             *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    lines = []
+    try:
+        for line in proc.stdout:  # the server says when it is ready; no sleeping
+            lines.append(line)
+            if line.startswith("use it with:"):
+                break
+        assert proc.poll() is None, "".join(lines)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+        lines.append(out)
+    assert proc.returncode == 0, "".join(lines)[-3000:]
+    assert "team server: stopping" in "".join(lines)
+
+
+def postgres_running(pgdata: Path) -> bool:
+    """``pg_ctl status``: 0 while the cluster's server runs, 3 when it is stopped."""
+    from lit_nn.tracking.server import as_db_owner, postgres_bin
+
+    status = subprocess.run(as_db_owner([postgres_bin("pg_ctl"), "status", "-D", str(pgdata)]), capture_output=True)
+    assert status.returncode in (0, 3), status
+    return status.returncode == 0
+
+
+TINY = ["--model", "lit_nn.models.MLP", "--model.init_args.hidden", "16", "--data", "lit_nn.data.ImageDataModule",
+        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "1",
+        "--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar", "false", "--experiment", "team"]
+
+
+@needs_postgres
+def test_fit_against_the_team_server_and_its_state_survives_a_restart(tmp_path: Path):
+    from mlflow import MlflowClient
+
+    folder = tmp_path / "srv"
+    with team_server(folder) as url:
+        fit = run_cli("fit", *TINY, env={"MLFLOW_TRACKING_URI": url})
+        assert fit.returncode == 0, fit.stdout[-2000:] + fit.stderr[-2000:]
+        last = (fit.stdout + fit.stderr).strip().splitlines()[-1]
+        assert last.startswith("mlflow: run ") and f"open it at {url}/#/experiments/" in last, last
+        assert "View run" not in fit.stdout + fit.stderr  # MLflow's own link lines are not repeated
+        run_id = last.split()[2]
+        run = MlflowClient(url).get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.params["model.hidden"] == "16"
+        assert [m.step for m in MlflowClient(url).get_metric_history(run_id, "val_acc")] == [0, 1]
+        names = {a.path for a in MlflowClient(url).list_artifacts(run_id)}
+        assert {"config.yaml", "checkpoints", "confusion_matrix.png"} <= names, names
+    # artifacts were uploaded through the server (proxied) into its folder; PostgreSQL stopped
+    assert list((folder / "artifacts").rglob("config.yaml"))
+    assert not postgres_running(folder / "pgdata")
+
+    with team_server(folder) as url:  # the same folder: the same database
+        assert MlflowClient(url).get_run(run_id).info.status == "FINISHED"
+
+
+@needs_postgres
+def test_with_auth_a_wrong_password_is_one_sentence_and_no_run(tmp_path: Path):
+    from mlflow import MlflowClient
+
+    from helpers import assert_clean_error
+
+    admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "s3cret-Passw0rd"}
+    with team_server(tmp_path / "srv", "--auth", env={"LIT_NN_ADMIN_PASSWORD": admin["MLFLOW_TRACKING_PASSWORD"]}) as url:
+        wrong = run_cli("fit", *TINY, env={"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
+                                           "MLFLOW_TRACKING_PASSWORD": "wrong"})
+        assert_clean_error(wrong, f"the MLflow tracking server at {url} refused user 'admin'",
+                           "MLFLOW_TRACKING_PASSWORD")
+        assert len([line for line in wrong.stderr.splitlines() if line.startswith("error:")]) == 1
+        right = run_cli("fit", *TINY, env={"MLFLOW_TRACKING_URI": url, **admin})
+        assert right.returncode == 0, right.stderr[-2000:]
+        os.environ.update(admin)
+        try:
+            client = MlflowClient(url)
+            runs = client.search_runs([client.get_experiment_by_name("team").experiment_id])
+        finally:
+            for key in admin:
+                os.environ.pop(key)
+        assert [r.info.status for r in runs] == ["FINISHED"]  # the refused fit created nothing
