@@ -1,0 +1,114 @@
+"""Which changes make the default run (``experiments/mnist_cnn.yaml``) better, measured on the sample only.
+
+Each variant is the default config with some model/data/trainer settings changed, trained with
+``--seed_everything s --data.init_args.seed s`` for every ``s`` in ``--seeds`` (so every seed is also a
+different train/val split of the embedded sample), and scored by its final validation accuracy
+on the 500 held-out images of that split. The official MNIST test set is never touched here:
+``make bench`` scores the final choice once.
+
+    python -m benchmarks.default_run_search --variants base,onecycle --seeds 0,1,2 --workers 2
+
+Prints one Markdown row per variant (mean ± std of val_acc over the seeds, median train seconds
+with ``--threads`` torch threads per worker) and appends every single run to ``--log`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+BASE = "mnist_cnn"
+WIDE = {"channels": [32, 64]}
+AFFINE = {"augment": True, "rotate": 10.0, "scale": 0.1}
+ONECYCLE = {"lr_schedule": "onecycle", "lr": 0.004}
+BN = {"batch_norm": True}
+# name: (model overrides, data overrides, trainer overrides), each on top of experiments/mnist_cnn.yaml
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
+    "base": ({}, {}, {}),
+    "onecycle": (ONECYCLE, {}, {}),
+    "affine": ({}, AFFINE, {}),
+    "bn": (BN, {}, {}),
+    "wide": (WIDE, {}, {}),
+    "dropout": ({"dropout": 0.25}, {}, {}),
+    "affine+onecycle": (ONECYCLE, AFFINE, {}),
+    "affine+onecycle+bn": ({**ONECYCLE, **BN}, AFFINE, {}),
+    "affine+onecycle+wide": ({**ONECYCLE, **WIDE}, AFFINE, {}),
+    "affine+onecycle+bn+wide": ({**ONECYCLE, **BN, **WIDE}, AFFINE, {}),
+    "affine+onecycle+bn+wide e20": ({**ONECYCLE, **BN, **WIDE}, AFFINE, {"max_epochs": 20}),
+    "affine+onecycle+bn+wide e25": ({**ONECYCLE, **BN, **WIDE}, AFFINE, {"max_epochs": 25}),
+    "affine+onecycle+bn+wide+drop e20": ({**ONECYCLE, **BN, **WIDE, "dropout": 0.25}, AFFINE, {"max_epochs": 20}),
+    "affine+onecycle+bn e25": ({**ONECYCLE, **BN}, AFFINE, {"max_epochs": 25}),
+    "onecycle e25": (ONECYCLE, {}, {"max_epochs": 25}),
+    "affine+onecycle e25": (ONECYCLE, AFFINE, {"max_epochs": 25}),
+    "affine+onecycle+drop e25": ({**ONECYCLE, "dropout": 0.25}, AFFINE, {"max_epochs": 25}),
+    "affine15+onecycle e25": (ONECYCLE, {**AFFINE, "rotate": 15.0, "scale": 0.15}, {"max_epochs": 25}),
+    "affine+onecycle+bn e20": ({**ONECYCLE, **BN}, AFFINE, {"max_epochs": 20}),
+    "affine+onecycle lr0.008 e25": ({**ONECYCLE, "lr": 0.008}, AFFINE, {"max_epochs": 25}),
+}
+
+
+def train_once(variant: str, seed: int, threads: int) -> dict[str, Any]:
+    """One fit of ``variant`` with weights and split seeded by ``seed``; its final val_acc and seconds."""
+    import lightning as L
+    import torch
+
+    from benchmarks.common import Experiment, quiet_lightning
+    from lit_nn.cli.train import TRAINER_DEFAULTS
+
+    quiet_lightning()
+    torch.set_num_threads(threads)
+    model_args, data_args, trainer_args = VARIANTS[variant]
+    exp = Experiment.load(BASE)
+    L.seed_everything(seed, verbose=False)
+    model = exp.model(**model_args)
+    with tempfile.TemporaryDirectory() as tmp:  # an empty root: always the embedded sample
+        dm = exp.datamodule(**{**data_args, "seed": seed, "root": tmp})
+        settings = {**TRAINER_DEFAULTS, **exp.trainer_args(), **trainer_args, "accelerator": "cpu", "devices": 1}
+        trainer = L.Trainer(**settings, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        start = time.perf_counter()
+        trainer.fit(model, datamodule=dm)
+        seconds = time.perf_counter() - start
+    return {"variant": variant, "seed": seed, "val_acc": float(trainer.callback_metrics["val_acc"]),
+            "seconds": seconds, "threads": threads}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.default_run_search", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--seeds", default="0,1,2", help="weight and split seeds (default 0,1,2)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel fits (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per fit (default 1)")
+    parser.add_argument("--log", type=Path, default=Path("default_run_search.jsonl"), help="every run, as JSON lines")
+    args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variant(s): {', '.join(sorted(unknown))}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    jobs = [(v, s) for v in variants for s in seeds]
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(train_once, v, s, args.threads) for v, s in jobs]
+        results = []
+        for future in futures:
+            r = future.result()
+            results.append(r)
+            with args.log.open("a") as f:
+                f.write(json.dumps(r) + "\n")
+    print("| variant | seeds = splits | val_acc mean ± std | train s (median) |")
+    print("|---|---|---|---|")
+    for v in variants:
+        rs = [r for r in results if r["variant"] == v]
+        accs = [r["val_acc"] for r in rs]
+        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        print(f"| {v} | {','.join(str(r['seed']) for r in rs)} | {statistics.mean(accs):.4f} ± {std:.4f} "
+              f"| {statistics.median(r['seconds'] for r in rs):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
