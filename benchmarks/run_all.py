@@ -164,7 +164,11 @@ def summary(results: dict[str, Any]) -> str:
         mt = st["make_train"]
         setup = mt["phases"][0][1] + mt["phases"][-1][1]
         rows.append(["`make train` start to finish (start-up + exit)",
-                     f"{fmt_s(mt['wall_s'])} ({fmt_s(setup)})", "—", "n/a"])
+                     f"{fmt_s(mt['wall_s'])} ({fmt_s(setup)})", "≤ 60 s", verdict(mt["wall_s"] <= 60.0)])
+        official = mt.get("official_test")
+        if official:
+            rows.append(["`make train`'s model on the official MNIST test set (10,000 images, scored once)",
+                         f"{official['accuracy']:.2%}", "≥ 98.5 %", verdict(official["accuracy"] >= 0.985)])
         commands = st.get("commands") or {}
         helps = {k: v for k, v in commands.items() if k.endswith("--help")}
         if helps:
