@@ -139,7 +139,7 @@ def test_readme_command_still_parses(argv: list[str], capsys):
     if name in TRAINER_COMMANDS:
         from lit_nn.cli.main import join_list_option
 
-        if "--ckpt_path" in rest and not any(a in rest for a in ("-c", "--config")):
+        if ("--ckpt_path" in rest or "--resume" in rest) and not any(a in rest for a in ("-c", "--config")):
             rest = ["-c", str(REPO / "experiments" / "mnist_cnn.yaml"), *rest]  # a run id brings its config
         trainer_parser(name).parse_args(join_list_option(rest, "--images"))
     elif name == "sweep":

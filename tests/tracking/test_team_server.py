@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,3 +120,61 @@ def test_with_auth_a_wrong_password_is_one_sentence_and_no_run(tmp_path: Path):
             for key in admin:
                 os.environ.pop(key)
         assert [r.info.status for r in runs] == ["FINISHED"]  # the refused fit created nothing
+
+
+def _history(client, run_id: str, key: str) -> dict[int, float]:
+    return {m.step: m.value for m in client.get_metric_history(run_id, key)}
+
+
+@needs_postgres
+def test_killed_fit_resumes_from_the_server_alone_in_an_empty_folder(tmp_path: Path):
+    """kill -9 mid-epoch on one "machine" (folder), `fit --resume RUN_ID` on another that holds
+    nothing but the tracking URI: the last checkpoint and the config come from the run; the metrics
+    equal an uninterrupted run's bit for bit (CPU, fixed seed). Then predict from the run id there."""
+    from mlflow import MlflowClient
+
+    config = str(REPO / "experiments" / "mnist_mlp.yaml")
+    args = ["fit", "-c", config, "--trainer.max_epochs", "5", "--data.init_args.batch_size", "16",
+            "--model.init_args.dropout", "0.2", "--trainer.enable_progress_bar", "false", "--log_model", "false"]
+    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+    for folder in (first, second, third):
+        folder.mkdir()
+    with team_server(tmp_path / "srv") as url:
+        client, env = MlflowClient(url), {**os.environ, "MLFLOW_TRACKING_URI": url}
+        proc = subprocess.Popen([sys.executable, "-m", "lit_nn", *args, "--experiment", "killed"], cwd=first, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+        def two_epochs_done():  # epoch 1's train_loss row: the last thing an epoch writes
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            exp = client.get_experiment_by_name("killed")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            return runs[0] if runs and len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 2 else None
+
+        deadline = time.monotonic() + 600
+        while not (killed := two_epochs_done()):
+            assert time.monotonic() < deadline, "fit too slow to finish two epochs"
+            time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        run_id = killed.info.run_id
+        assert client.get_run(run_id).info.status == "RUNNING"
+        assert "checkpoints/last.ckpt" in {a.path for a in client.list_artifacts(run_id, "checkpoints")}
+
+        resumed = run_cli("fit", "--resume", run_id, cwd=second, env={"MLFLOW_TRACKING_URI": url}, timeout=900)
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+        assert f"fetched the last checkpoint of run {run_id}" in resumed.stdout + resumed.stderr
+        reference = run_cli(*args, "--experiment", "reference", cwd=first, env={"MLFLOW_TRACKING_URI": url},
+                            timeout=900)
+        assert reference.returncode == 0, reference.stderr[-3000:]
+        (ref,) = client.search_runs([client.get_experiment_by_name("reference").experiment_id])
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        for key in ("train_loss", "val_loss", "val_acc"):
+            expected = _history(client, ref.info.run_id, key)
+            assert sorted(expected) == [0, 1, 2, 3, 4], key
+            assert _history(client, run_id, key) == expected, key
+        assert run.data.metrics["test_acc"] == ref.data.metrics["test_acc"]
+
+        predicted = run_cli("predict", "--ckpt_path", run_id, cwd=third, env={"MLFLOW_TRACKING_URI": url})
+        assert predicted.returncode == 0, predicted.stderr[-3000:]
+        assert "accuracy" in predicted.stdout.lower() or "correct" in predicted.stdout.lower(), predicted.stdout[-1500:]

@@ -43,7 +43,12 @@ def _run_trainer_command(argv: list[str]) -> Any:
     import tempfile
 
     from lit_nn.cli.config_checks import check_config_file, config_paths, option_values
-    from lit_nn.tracking.checkpoints import fetch_run_checkpoint, is_run_reference, load_checkpoint
+    from lit_nn.tracking.checkpoints import (
+        fetch_run_checkpoint,
+        fetch_run_config,
+        is_run_reference,
+        load_checkpoint,
+    )
 
     argv = join_list_option(argv, "--images")
     with tempfile.TemporaryDirectory(prefix="lit-nn-run-") as fetched:
@@ -53,6 +58,11 @@ def _run_trainer_command(argv: list[str]) -> Any:
                 argv = [str(path) if a == ckpt else a.replace(f"={ckpt}", f"={path}") for a in argv]
                 if config is not None and not list(config_paths(argv)):
                     argv = [argv[0], "-c", str(config), *argv[1:]]
+        resume = list(option_values(argv, "--resume"))
+        if argv[0] == "fit" and resume and not list(config_paths(argv)):  # a run elsewhere: its config too
+            config = fetch_run_config(resume[0], Path(fetched))
+            if config is not None:
+                argv = [argv[0], "-c", str(config), *argv[1:]]
         for config in config_paths(argv):
             check_config_file(config)
         for ckpt in option_values(argv, "--ckpt_path"):

@@ -113,6 +113,12 @@ class RunCheckpoint(ModelCheckpoint):
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_written_step = trainer.global_step
+        tracker = find_tracker(trainer)
+        if (trainer.is_global_zero and tracker is not None and tracker.run_id
+                and tracker.tracking_uri.startswith(("http://", "https://")) and Path(self.last_model_path).is_file()):
+            # on a tracking server the run, not this disk, holds what resuming needs: a crash
+            # loses at most one epoch, and --resume RUN_ID works from any machine
+            tracker.log_artifact(self.last_model_path, "checkpoints")
 
     # last.ckpt wherever Lightning saves (the end of each training epoch, or of each validation when
     # it runs within epochs), as resuming needs: Lightning 2.6 writes it only when best.ckpt

@@ -85,6 +85,19 @@ def fetch_run_checkpoint(ref: str, dest: Path) -> tuple[Path, Path | None]:
     return checkpoint, config
 
 
+def fetch_run_config(run_id: str, dest: Path) -> Path | None:
+    """The ``config.yaml`` a run was started with (None if it has none), e.g. to resume it in a
+    folder that holds nothing of it."""
+    from lit_nn.tracking.store import tracking_client
+
+    client = tracking_client()
+    try:
+        names = {a.path for a in client.list_artifacts(run_id)}
+    except Exception:  # noqa: BLE001 - an unknown run: --resume reports it in its own words
+        return None
+    return _download(client, run_id, "config.yaml", dest, f"run {run_id}") if "config.yaml" in names else None
+
+
 def _download(client: object, run_id: str, artifact: str, dest: Path, what: str) -> Path:
     try:
         return Path(client.download_artifacts(run_id, artifact, str(dest)))  # type: ignore[attr-defined]

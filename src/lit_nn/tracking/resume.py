@@ -8,6 +8,7 @@ power cut) is first marked KILLED; one whose process is still alive is refused.
 from __future__ import annotations
 
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,18 @@ def reopen_for_resume(client: Any, run: Any) -> Path:
         reap_dead_runs(client, [run.info.experiment_id])
     last = checkpoint_root() / run_id / "last.ckpt"
     if not last.is_file():
-        raise UserError(f"run {run_id} has no last checkpoint at {last}; it cannot be resumed")
+        fetch_last_checkpoint(client, run_id, last)
     reopen_run(client, run_id)
     return last
+
+
+def fetch_last_checkpoint(client: Any, run_id: str, dest: Path) -> None:
+    """The run's ``checkpoints/last.ckpt`` artifact (what a fit on a tracking server uploads every
+    epoch) into ``dest``, where the resumed fit goes on writing."""
+    if "checkpoints/last.ckpt" not in {a.path for a in client.list_artifacts(run_id, "checkpoints")}:
+        raise UserError(f"run {run_id} has no last checkpoint, neither at {dest} nor among its artifacts; "
+                        "it cannot be resumed")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lit-nn-resume-", dir=dest.parent) as tmp:
+        Path(client.download_artifacts(run_id, "checkpoints/last.ckpt", tmp)).replace(dest)
+    print(f"fetched the last checkpoint of run {run_id} from the tracking server")
