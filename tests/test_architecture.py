@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lit_nn"
-# each package may import only those before it (and itself); sweep and lab are siblings
+# each package may import only those before it (and itself); sweeps and lab are siblings
 LAYERS = {
     "core": set(),
     "data": {"core"},
     "models": {"core", "data"},
     "tracking": {"core", "data", "models"},
-    "sweep": {"core", "data", "models", "tracking"},
+    "sweeps": {"core", "data", "models", "tracking"},
     "lab": {"core", "data", "models", "tracking"},
-    "cli": {"core", "data", "models", "tracking", "sweep", "lab"},
+    "cli": {"core", "data", "models", "tracking", "sweeps", "lab"},
 }
 
 

@@ -102,7 +102,7 @@ def test_every_lit_nn_command_parses(argv: list[str]):
 
         trainer_parser(name).parse_args(rest)
     elif name == "sweep":
-        from lit_nn.sweep.grid import expand, load_sweep
+        from lit_nn.sweeps.grid import expand, load_sweep
 
         mine, extra = split_fit_options(rest)
         check_points(expand(load_sweep(REPO / parse(COMMANDS["sweep"], mine)["sweep_file"]), extra), extra)

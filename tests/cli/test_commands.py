@@ -143,7 +143,7 @@ def test_readme_command_still_parses(argv: list[str], capsys):
             rest = ["-c", str(REPO / "experiments" / "mnist_cnn.yaml"), *rest]  # a run id brings its config
         trainer_parser(name).parse_args(join_list_option(rest, "--images"))
     elif name == "sweep":
-        from lit_nn.sweep.grid import expand, load_sweep
+        from lit_nn.sweeps.grid import expand, load_sweep
 
         mine, extra = split_fit_options(rest)
         args = parse(COMMANDS["sweep"], mine)

@@ -43,7 +43,7 @@ def test_fit_config_prints(config: Path, capsys):
 
 
 def sweep_points(path: Path) -> list:
-    from lit_nn.sweep.grid import expand, load_sweep
+    from lit_nn.sweeps.grid import expand, load_sweep
 
     return expand(load_sweep(path))
 
@@ -51,7 +51,7 @@ def sweep_points(path: Path) -> list:
 @pytest.mark.parametrize("sweep_file", SWEEP_FILES, ids=lambda p: p.name)
 def test_every_point_of_every_sweep_parses_as_a_fit_config(sweep_file: Path, tmp_path: Path):
     from lit_nn.cli.train import fit_parser
-    from lit_nn.sweep.grid import short_key
+    from lit_nn.sweeps.grid import short_key
 
     parser = fit_parser()
     points = sweep_points(sweep_file)

@@ -55,7 +55,7 @@ def test_fit_config_trains_one_batch(path: Path, capsys, client):
 
 @pytest.mark.parametrize("path", [p for p in FILES if is_sweep(p)], ids=lambda p: p.name)
 def test_every_setting_of_a_sweep_trains_one_batch(path: Path, tmp_path: Path, capsys):
-    from lit_nn.sweep.grid import expand, load_sweep
+    from lit_nn.sweeps.grid import expand, load_sweep
 
     points = expand(load_sweep(path))
     settings = {p.run_name.rsplit("-s", 1)[0]: p for p in reversed(points)}  # one point per setting

@@ -127,8 +127,8 @@ def test_ddp_on_two_gpus_records_one_run(client):
 
 
 def test_sweep_workers_each_train_on_their_own_gpu(client, tmp_path):
-    from lit_nn.sweep.driver import visible_gpus
-    from lit_nn.sweep.runner import pin_gpus
+    from lit_nn.sweeps.driver import visible_gpus
+    from lit_nn.sweeps.runner import pin_gpus
 
     sweep = {
         "name": "gpu_pins", "experiment": "gpu_pins",

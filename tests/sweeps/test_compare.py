@@ -9,8 +9,8 @@ import re
 import pytest
 from matplotlib.collections import PolyCollection
 
-from lit_nn.sweep.compare import report_sweep
-from lit_nn.sweep.report import RunData, Stat, curve_data, summarize
+from lit_nn.sweeps.compare import report_sweep
+from lit_nn.sweeps.report import RunData, Stat, curve_data, summarize
 from lit_nn.tracking.store import ensure_experiment
 
 from helpers import run_main
@@ -134,7 +134,7 @@ def test_group_by_a_param_when_there_is_no_tag():
     assert Stat.of([1.0, None, 3.0]) == Stat(2.0, 1.0, 3.0, 2)
     from types import SimpleNamespace
 
-    from lit_nn.sweep.compare import group_value
+    from lit_nn.sweeps.compare import group_value
 
     run = SimpleNamespace(data=SimpleNamespace(tags={}, params={"model.lr": "0.1", "model.depth": "2"}))
     assert group_value(run, "lr") == "0.1" and group_value(run, "model.depth") == "2"
@@ -160,7 +160,7 @@ def planted(group: str, values: list[float]) -> list[RunData]:
 
 
 def test_a_planted_clear_difference_is_supported_and_an_overlap_is_not():
-    from lit_nn.sweep.report import neighbour_differences, verdict_text
+    from lit_nn.sweeps.report import neighbour_differences, verdict_text
 
     runs = [*planted("adam", [0.960, 0.965, 0.962]), *planted("sgd", [0.900, 0.910, 0.905]),
             *planted("adagrad", [0.902, 0.899, 0.909])]
@@ -177,7 +177,7 @@ def test_a_planted_clear_difference_is_supported_and_an_overlap_is_not():
 
 
 def test_when_every_interval_includes_zero_no_ranking_is_claimed():
-    from lit_nn.sweep.report import neighbour_differences, verdict_text
+    from lit_nn.sweeps.report import neighbour_differences, verdict_text
 
     runs = [r for k, g in enumerate("abcd") for r in planted(g, [0.94 + 0.003 * ((i * 7 + k) % 3) for i in range(3)])]
     text = verdict_text(neighbour_differences(runs))
@@ -189,7 +189,7 @@ def test_when_every_interval_includes_zero_no_ranking_is_claimed():
 
 
 def test_the_written_report_says_what_the_seeds_support(tmp_path):
-    from lit_nn.sweep.report import write_report
+    from lit_nn.sweeps.report import write_report
 
     runs = [*planted("adam", [0.960, 0.965, 0.962]), *planted("sgd", [0.900, 0.910, 0.905])]
     text = write_report(runs, tmp_path, "opt", "optimizer").markdown_path.read_text()
@@ -245,7 +245,7 @@ def test_char_rnn_sweep_is_ranked_by_nats_per_char_and_shows_samples(client, tmp
 
 
 def test_a_sample_cannot_close_its_code_fence(tmp_path):
-    from lit_nn.sweep.report import write_report
+    from lit_nn.sweeps.report import write_report
 
     tricky = "text with a fence ``` inside"
     runs = [RunData("a", "a-s0", "lstm", "FINISHED", T0, T0 + 1, tags={"seed": "0"}, sample=tricky,

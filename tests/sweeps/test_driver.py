@@ -88,7 +88,7 @@ class Store:
 def tiny(tmp_path_factory):
     """Run the tiny sweep once with two workers, as if on a machine with two GPUs (each worker
     pinned to one; without CUDA the points still train on the CPU); snapshot the store right after."""
-    from lit_nn.sweep import driver
+    from lit_nn.sweeps import driver
 
     root = tmp_path_factory.mktemp("tiny-sweep")
     store = Store(root)
@@ -192,7 +192,7 @@ def test_report_from_the_sweep_matches_the_runs(tiny):
         assert cells[5] == f"{int(members[0].data.params['num_parameters']):,}"
     assert "boom-s0 | FAILED | training diverged" in table
 
-    from lit_nn.sweep.compare import report_sweep
+    from lit_nn.sweeps.compare import report_sweep
 
     exp = client.get_experiment_by_name("tiny")
     report = report_sweep(client, exp.experiment_id, "tiny", "sweep_point", ["boom", "adam", "sgd"], None,

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pytest
 
 from lit_nn.core.errors import UserError
-from lit_nn.sweep.driver import SweepOptions, gpus_per_point, visible_gpus, worker_pins
-from lit_nn.sweep.runner import Job, pin_gpus, run_jobs, worker_env
+from lit_nn.sweeps.driver import SweepOptions, gpus_per_point, visible_gpus, worker_pins
+from lit_nn.sweeps.runner import Job, pin_gpus, run_jobs, worker_env
 
 from helpers import run_main
 

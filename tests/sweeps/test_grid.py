@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from lit_nn.core.errors import UserError
-from lit_nn.sweep.driver import needs_own_process
-from lit_nn.sweep.grid import config_hash, expand, load_sweep, parse_sweep, set_dotted, short_key
-from lit_nn.sweep.plan import decide
+from lit_nn.sweeps.driver import needs_own_process
+from lit_nn.sweeps.grid import config_hash, expand, load_sweep, parse_sweep, set_dotted, short_key
+from lit_nn.sweeps.plan import decide
 
 from helpers import REPO, run_main
 
@@ -189,7 +189,7 @@ def test_sweep_cli_rejects_bad_input(capsys, tmp_path):
 
 
 def test_the_sweep_parent_says_what_it_compares():
-    from lit_nn.sweep.driver import describe
+    from lit_nn.sweeps.driver import describe
 
     spec = load_sweep(REPO / "experiments" / "compare_depth.yaml")
     assert describe(spec, expand(spec)) == ("Compares depth (0, 1, 2, 3), 3 seed(s) each, 12 runs, on mnist; "

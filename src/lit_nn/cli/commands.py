@@ -156,8 +156,8 @@ def check_points(points: list[Any], extra: list[str]) -> None:
 
 def run_sweep_command(argv: list[str]) -> None:
     """Parse ``lit-nn sweep``'s arguments, check every point, then dry-run or run the sweep."""
-    from lit_nn.sweep.driver import SweepOptions, dry_run, run_sweep
-    from lit_nn.sweep.grid import expand, load_sweep
+    from lit_nn.sweeps.driver import SweepOptions, dry_run, run_sweep
+    from lit_nn.sweeps.grid import expand, load_sweep
 
     command = COMMANDS["sweep"]
     if "-h" in argv or "--help" in argv:  # the help needs no fit parser (seconds of imports)
@@ -218,7 +218,7 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
             sweep_point (default: the sweep's group_by).
         out: folder for curves.png and report.md (default: reports/<sweep or experiment>).
     """
-    from lit_nn.sweep.compare import compare as compare_runs
+    from lit_nn.sweeps.compare import compare as compare_runs
 
     report = compare_runs(sweep, experiment, group_by, out)
     print(report.markdown_path.read_text())

@@ -112,6 +112,6 @@ def report(sweep: str | None = None, experiment: str | None = None, group_by: st
     """The comparison report of a sweep (file or name) or of an experiment's runs by ``group_by``:
     a ``Report`` with ``rows`` (one per group: runs, best val_acc, test_acc...), ``markdown_path``,
     ``figure_path``, ``figure`` (a matplotlib figure a notebook shows) and ``ui`` (the MLflow UI URL)."""
-    from lit_nn.sweep.compare import compare
+    from lit_nn.sweeps.compare import compare
 
     return compare(sweep, experiment, group_by, Path(out) if out is not None else None)

@@ -1,13 +1,13 @@
 """``python -m lit_nn.cli.sweep_worker``: a sweep worker that trains points as ``lit-nn fit`` does.
 
-The sweep starts this module (``lit_nn.sweep.runner``); the worker loop is the sweep's own
-(:func:`lit_nn.sweep.worker.serve`), the fit entry is the CLI's, so neither package imports
+The sweep starts this module (``lit_nn.sweeps.runner``); the worker loop is the sweep's own
+(:func:`lit_nn.sweeps.worker.serve`), the fit entry is the CLI's, so neither package imports
 the other's upper layer.
 """
 
 from __future__ import annotations
 
-from lit_nn.sweep.worker import serve
+from lit_nn.sweeps.worker import serve
 
 
 def run_fit(argv: list[str]) -> None:

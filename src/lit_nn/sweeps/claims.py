@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_nn.core.errors import UserError
-from lit_nn.sweep.plan import point_runs, sweep_filter
+from lit_nn.sweeps.plan import point_runs, sweep_filter
 from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.listing import search_all_runs
 from lit_nn.tracking.liveness import reap_dead_runs, run_process_alive

@@ -21,9 +21,9 @@ from typing import Any
 
 from lit_nn.core.errors import UserError, unknown_choice
 from lit_nn.core.names import Artifact, Metric, Tag
-from lit_nn.sweep.grid import POINT_NAME, SweepSpec, load_sweep, settings
-from lit_nn.sweep.plan import sweep_filter
-from lit_nn.sweep.report import HISTORY_METRICS, Report, RunData, order_groups, write_report
+from lit_nn.sweeps.grid import POINT_NAME, SweepSpec, load_sweep, settings
+from lit_nn.sweeps.plan import sweep_filter
+from lit_nn.sweeps.report import HISTORY_METRICS, Report, RunData, order_groups, write_report
 from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.listing import search_all_runs
 

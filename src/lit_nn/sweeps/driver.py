@@ -1,6 +1,6 @@
 """Running a sweep: from its expanded points to finished MLflow runs and a report.
 
-``lit-nn sweep`` (``lit_nn.cli``) expands a sweep file (``experiments/compare_*.yaml``, format in ``lit_nn.sweep.grid``) into
+``lit-nn sweep`` (``lit_nn.cli``) expands a sweep file (``experiments/compare_*.yaml``, format in ``lit_nn.sweeps.grid``) into
 points, and trains every point that has no FINISHED run yet as a normal lit-nn run nested
 under the sweep's parent MLflow run. A failing or diverging point ends FAILED with its reason
 and the sweep goes on; the exit status says how many failed. At the end it writes the
@@ -25,8 +25,8 @@ import yaml
 
 from lit_nn.core.errors import UserError, check_positive, unknown_choice
 from lit_nn.core.names import Metric, Tag
-from lit_nn.sweep.grid import POINT_NAME, Point, SweepSpec, point_settings_count
-from lit_nn.sweep.plan import decide, point_runs
+from lit_nn.sweeps.grid import POINT_NAME, Point, SweepSpec, point_settings_count
+from lit_nn.sweeps.plan import decide, point_runs
 from lit_nn.tracking.lifecycle import RunStatus, tracked_run
 
 REPORTS = Path("reports")
@@ -114,8 +114,8 @@ LAUNCHERS = ("local", "ray")
 
 
 def worker_pins(spec: SweepSpec, extra: list[str], options: SweepOptions) -> list[str | None]:
-    """Each worker's ``CUDA_VISIBLE_DEVICES`` (None: left alone), see :func:`lit_nn.sweep.runner.pin_gpus`."""
-    from lit_nn.sweep.runner import pin_gpus
+    """Each worker's ``CUDA_VISIBLE_DEVICES`` (None: left alone), see :func:`lit_nn.sweeps.runner.pin_gpus`."""
+    from lit_nn.sweeps.runner import pin_gpus
 
     if options.gpus_per_point is not None:
         check_positive("--gpus_per_point", options.gpus_per_point)
@@ -141,10 +141,10 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
               worker_command: list[str]) -> int:
     """Run (or resume) a sweep; return the exit status: 0, 1 when points failed, 130 when interrupted.
 
-    ``worker_command`` starts one worker process (``lit_nn.sweep.worker.serve`` with a fit entry).
+    ``worker_command`` starts one worker process (``lit_nn.sweeps.worker.serve`` with a fit entry).
     """
-    from lit_nn.sweep.claims import find_parent, sweep_lock, wait_for_orphans
-    from lit_nn.sweep.runner import run_jobs
+    from lit_nn.sweeps.claims import find_parent, sweep_lock, wait_for_orphans
+    from lit_nn.sweeps.runner import run_jobs
     from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 
     if options.workers < 1:
@@ -223,7 +223,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
 
 def describe(spec: SweepSpec, points: list[Point]) -> str:
     """What the sweep compares, in one sentence: the parent run's description in the MLflow UI."""
-    from lit_nn.sweep.compare import sweep_order
+    from lit_nn.sweeps.compare import sweep_order
 
     data = (spec.config.get("data") or {}).get("init_args") or {}
     dataset = data.get("dataset") or data.get("corpus") or data.get("path")
@@ -273,7 +273,7 @@ def dry_run(spec: SweepSpec, points: list[Point], extra: list[str], force: bool)
 def _ray_launch(spec: SweepSpec, extra: list[str], options: SweepOptions, threads: int | None, uri: str,
                 worker_command: list[str]) -> Callable[..., bool]:
     """The Ray launcher with this sweep's resources per point and the store every node writes to."""
-    from lit_nn.sweep.ray_launcher import run_jobs_on_ray
+    from lit_nn.sweeps.ray_launcher import run_jobs_on_ray
 
     gpus = options.gpus_per_point or 0  # Ray gives a task GPUs only when asked: --gpus_per_point K
     env = {"MLFLOW_TRACKING_URI": uri}
@@ -289,7 +289,7 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
     as it ends."""
     import json
 
-    from lit_nn.sweep.runner import Job, settle_in_mlflow
+    from lit_nn.sweeps.runner import Job, settle_in_mlflow
 
     outcomes: list[Any] = []
     start = time.monotonic()
@@ -334,7 +334,7 @@ def result_line(metrics: dict[str, float]) -> str:
 
 
 def _report(client: Any, experiment_id: str, spec: SweepSpec, parent: str, out_dir: Path) -> Any:
-    from lit_nn.sweep.compare import report_sweep, sweep_order
+    from lit_nn.sweeps.compare import report_sweep, sweep_order
 
     try:
         return report_sweep(client, experiment_id, spec.name, spec.group_by, sweep_order(spec), parent, out_dir)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lit_nn.core.names import Tag
-from lit_nn.sweep.grid import Point
+from lit_nn.sweeps.grid import Point
 from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.listing import search_all_runs
 

@@ -82,7 +82,7 @@ def connect(address: str | None, env: dict[str, str]) -> Any:
 def run_jobs_on_ray(jobs: list[Any], settle: Callable[[Any, dict[str, Any]], None], worker_command: list[str],
                     address: str | None, cpus_per_point: float, gpus_per_point: float,
                     env: dict[str, str]) -> bool:
-    """Run ``jobs`` (:class:`lit_nn.sweep.runner.Job`) as Ray tasks; ``settle`` each as it ends.
+    """Run ``jobs`` (:class:`lit_nn.sweeps.runner.Job`) as Ray tasks; ``settle`` each as it ends.
 
     Returns False when interrupted: tasks are cancelled (running points stop as on Ctrl-C and
     are settled; points not started are left for the next run).

@@ -1,6 +1,6 @@
 """Comparison reports: learning curves and a summary table, one line/row per group.
 
-Pure functions over :class:`RunData` (what ``lit_nn.sweep.compare`` reads from MLflow), so the
+Pure functions over :class:`RunData` (what ``lit_nn.sweeps.compare`` reads from MLflow), so the
 numbers in the table and the lines in the plot can be checked against the runs directly.
 A group (an optimizer, a depth...) holds the runs of its seeds; curves show the mean over
 seeds at every epoch with a min–max band, and the table shows mean [min, max].

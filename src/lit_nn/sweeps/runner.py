@@ -1,7 +1,7 @@
 """Run sweep points on a pool of worker processes and settle how each one ended in MLflow.
 
 The sweep process only coordinates: it hands one point at a time to each worker
-(``lit_nn.sweep.worker``), waits on their result pipes, and after every point makes sure the
+(``lit_nn.sweeps.worker``), waits on their result pipes, and after every point makes sure the
 point's MLflow run tells the truth: a point that failed before its run existed (a bad option)
 gets a FAILED run with the reason; a run left RUNNING by a worker that died is marked FAILED
 (or KILLED after an interrupt). So every attempted point ends as exactly one terminated run
@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from lit_nn.core.errors import UserError, check_positive
 from lit_nn.core.names import Tag
-from lit_nn.sweep.grid import Point
+from lit_nn.sweeps.grid import Point
 from lit_nn.tracking.lifecycle import RunStatus, end_run
 from lit_nn.tracking.store import standard_tags
 
@@ -132,7 +132,7 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
              pins: Sequence[str | None] | None = None) -> bool:
     """Run ``jobs`` on up to ``workers`` processes; call ``settle(job, result)`` after each.
 
-    ``worker_command`` starts one worker (a process serving :func:`lit_nn.sweep.worker.serve`).
+    ``worker_command`` starts one worker (a process serving :func:`lit_nn.sweeps.worker.serve`).
     ``pins[i]`` is the ``CUDA_VISIBLE_DEVICES`` of the ``i``-th worker (:func:`pin_gpus`); a worker
     started in place of one that died gets the same GPUs.
 
