@@ -251,7 +251,9 @@ class Bench:
 
     def model(self, v: Variant) -> L.LightningModule:
         torch.manual_seed(0)  # every fit starts from the same weights
-        return self.experiments[v.model].model()
+        # a constant learning rate: the loops are compared, and a plain loop has no Trainer to size a
+        # schedule by (the default run's one-cycle schedule is one LambdaLR step per batch)
+        return self.experiments[v.model].model(lr_schedule="constant")
 
     def mlflow_callbacks(self, v: Variant) -> tuple[Any, list[L.Callback]]:
         import yaml
