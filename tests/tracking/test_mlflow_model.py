@@ -30,6 +30,7 @@ from helpers import REPO, assert_clean_error, run_main
 
 # lr 0.02 overshoots after epoch 3 on this budget: the best checkpoint is not the final weights
 CNN_FIT = ["fit", "-c", "experiments/mnist_cnn.yaml", "--experiment", "export", "--model.init_args.lr", "0.02",
+           "--model.init_args.lr_schedule", "constant", "--data.init_args.rotate", "0", "--data.init_args.scale", "0",
            "--trainer.max_epochs", "5", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
            "--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar", "false"]
 REGISTERED = "mnist-cnn-test"
