@@ -78,7 +78,7 @@ def test_fit_against_the_team_server_and_its_state_survives_a_restart(tmp_path: 
 
     folder = tmp_path / "srv"
     with team_server(folder) as url:
-        fit = run_cli("fit", *TINY, env={"MLFLOW_TRACKING_URI": url})
+        fit = run_cli("fit", *TINY, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": url})  # ./checkpoints goes there
         assert fit.returncode == 0, fit.stdout[-2000:] + fit.stderr[-2000:]
         last = (fit.stdout + fit.stderr).strip().splitlines()[-1]
         assert last.startswith("mlflow: run ") and f"open it at {url}/#/experiments/" in last, last
@@ -105,12 +105,12 @@ def test_with_auth_a_wrong_password_is_one_sentence_and_no_run(tmp_path: Path):
 
     admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "s3cret-Passw0rd"}
     with team_server(tmp_path / "srv", "--auth", env={"LIT_NN_ADMIN_PASSWORD": admin["MLFLOW_TRACKING_PASSWORD"]}) as url:
-        wrong = run_cli("fit", *TINY, env={"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
+        wrong = run_cli("fit", *TINY, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
                                            "MLFLOW_TRACKING_PASSWORD": "wrong"})
         assert_clean_error(wrong, f"the MLflow tracking server at {url} refused user 'admin'",
                            "MLFLOW_TRACKING_PASSWORD")
         assert len([line for line in wrong.stderr.splitlines() if line.startswith("error:")]) == 1
-        right = run_cli("fit", *TINY, env={"MLFLOW_TRACKING_URI": url, **admin})
+        right = run_cli("fit", *TINY, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": url, **admin})
         assert right.returncode == 0, right.stderr[-2000:]
         os.environ.update(admin)
         try:
