@@ -55,6 +55,7 @@ def test_sweep_runs_and_returns_the_report(tmp_path: Path, client):
     sweep_file.write_text(yaml.safe_dump({"name": "nb", "config": TINY, "grid": {"model.init_args.depth": [0, 1]},
                                           "seeds": [0]}))
     report = lit_nn.sweep(sweep_file, trainer__max_epochs=1, out=tmp_path / "out")
+    assert report.markdown_path == tmp_path / "out" / "report.md"
     assert [row.group for row in report.rows] == ["0", "1"] and all(row.runs == 1 for row in report.rows)
     assert report.ui and "viewStateShareKey=lit-nn-nb" in report.ui
     again = lit_nn.report("nb", out=tmp_path / "again")

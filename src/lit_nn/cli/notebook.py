@@ -104,7 +104,7 @@ def sweep(sweep_file: str | Path, *fit_options: str, **options: Any) -> Any:
         options: ``lit-nn sweep``'s own options as keywords: ``workers=2``, ``force=True``...
     """
     _dispatch(["sweep", str(sweep_file), *as_options(options), *fit_options])
-    return report(str(sweep_file))
+    return report(str(sweep_file), out=options.get("out"))  # the sweep's own report folder, not ./reports
 
 
 def report(sweep: str | None = None, experiment: str | None = None, group_by: str | None = None,
