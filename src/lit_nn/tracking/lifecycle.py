@@ -59,10 +59,12 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:MAX_REASON]
 
 
-def end_run(client: Any, run_id: str, status: RunStatus | str, reason: str = "") -> None:
+def end_run(client: Any, run_id: str, status: RunStatus | str, reason: str = "",
+            end_time: int | None = None) -> None:
     """Write how a run ended: the one place lit-nn sets a run's end status.
 
     Every status but FINISHED carries a ``failure_reason`` (``reason``, or a generic one).
+    ``end_time`` (ms) defaults to now; a copied run keeps its source's.
     """
     status = RunStatus(status)
     if status is RunStatus.RUNNING:
@@ -70,7 +72,7 @@ def end_run(client: Any, run_id: str, status: RunStatus | str, reason: str = "")
     if status is not RunStatus.FINISHED:
         text = reason.strip() or f"ended {status.value} without a recorded reason"
         client.set_tag(run_id, Tag.FAILURE_REASON, text[:MAX_REASON])
-    client.set_terminated(run_id, status.value)
+    client.set_terminated(run_id, status.value, end_time)
 
 
 def reopen_run(client: Any, run_id: str) -> None:
