@@ -79,8 +79,10 @@ class LitModel(L.LightningModule):
         self.save_hyperparameters()
         self.confusion_matrix: torch.Tensor | None = None
         self.sample_text: str | None = None
-        # the epoch's summed training loss and its weight (a buffer: it follows the device)
-        self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
+        # the epoch's summed training loss and its weight; a plain attribute, not a buffer: DDP
+        # broadcasts rank 0's buffers to every rank before each forward, which would overwrite
+        # the other ranks' sums with rank 0's (their train_loss then mixed in rank 0's batches)
+        self._train_loss_sum: torch.Tensor | None = None
         self._train_seen = 0
         self._nonfinite: torch.Tensor | None = None  # deferred finite check (see check_finite)
         self._nonfinite_from = 0
@@ -103,18 +105,22 @@ class LitModel(L.LightningModule):
     # Per step only accumulate: each self.log call costs Lightning ~0.1-1 ms of bookkeeping.
     def accumulate_train_loss(self, loss: torch.Tensor, weight: int) -> None:
         """Add a step's mean loss, weighted by how many items it averaged; logged once per epoch."""
+        if self._train_loss_sum is None:  # created on the loss's device: no host sync per step
+            self._train_loss_sum = torch.zeros((), device=loss.device,
+                                               dtype=torch.promote_types(loss.dtype, torch.float32))
         self._train_loss_sum += loss.detach() * weight
         self._train_seen += weight
 
     def on_train_epoch_start(self) -> None:
-        self._train_loss_sum.zero_()
+        self._train_loss_sum = None
         self._train_seen = 0
 
     def on_train_epoch_end(self) -> None:
         self.raise_if_diverged()
         # the same value as self.log(on_epoch=True) every step: the weighted mean loss, averaged
         # over ranks (the loaders give every rank an equal shard)
-        self.log(Metric.TRAIN_LOSS, self._train_loss_sum / max(self._train_seen, 1), prog_bar=True, sync_dist=True)
+        total = self._train_loss_sum if self._train_loss_sum is not None else torch.zeros((), device=self.device)
+        self.log(Metric.TRAIN_LOSS, total / max(self._train_seen, 1), prog_bar=True, sync_dist=True)
 
     # None: check every step on the CPU (free there), every logging interval on a GPU, where
     # reading a value back each step would stall the device (one host sync per step)
