@@ -65,7 +65,7 @@ def generate(ckpt: str, prime: str = "\n", length: int = 500, temperature: float
 def sweep(sweep_file: str, workers: int = 1, force: bool = False, dry_run: bool = False, report: bool = True,
           out: Path | None = None, process_per_point: bool = False, threads: int | None = None,
           gpus_per_point: int | None = None, orphan_wait: float = 120.0, launcher: str = "local",
-          address: str | None = None) -> None:
+          address: str | None = None, claim_timeout: float = 300.0) -> None:
     """Run a comparison sweep: every point of the file's grid × seeds as a lit-nn fit run nested under one
     MLflow parent run; finished points are skipped on a re-run.
 
@@ -90,6 +90,8 @@ def sweep(sweep_file: str, workers: int = 1, force: bool = False, dry_run: bool 
         launcher: local (worker processes on this machine) or ray (one Ray task per point, on a Ray
             cluster: CPUs per point from --threads, GPUs from --gpus_per_point).
         address: the Ray cluster to run on (its head, host:6379); default: a local Ray for this sweep.
+        claim_timeout: seconds after which the point of a sweep that stopped renewing its claim (its
+            machine died) is taken over by another sweep of the same file and store.
     """
 
 
@@ -180,7 +182,8 @@ def run_sweep_command(argv: list[str]) -> None:
     options = SweepOptions(workers=args["workers"], force=args["force"], report=args["report"], out=args["out"],
                            process_per_point=args["process_per_point"], threads=args["threads"],
                            gpus_per_point=args["gpus_per_point"], orphan_wait=args["orphan_wait"],
-                           launcher=args["launcher"], address=args["address"])
+                           launcher=args["launcher"], address=args["address"],
+                           claim_timeout=args["claim_timeout"])
     worker = [sys.executable, "-m", "lit_nn.cli.sweep_worker"]
     try:
         code = run_sweep(spec, points, extra, options, worker)

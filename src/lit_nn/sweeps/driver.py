@@ -27,6 +27,7 @@ from lit_nn.core.errors import UserError, check_positive, unknown_choice
 from lit_nn.core.names import Metric, Tag
 from lit_nn.sweeps.grid import POINT_NAME, Point, SweepSpec, point_settings_count
 from lit_nn.sweeps.plan import decide, point_runs
+from lit_nn.sweeps.worker import SKIPPED
 from lit_nn.tracking.lifecycle import RunStatus, tracked_run
 
 REPORTS = Path("reports")
@@ -108,6 +109,7 @@ class SweepOptions:
     gpus: tuple[str, ...] | None = None  # the GPUs the workers share; None: the visible ones
     launcher: str = "local"  # "local": worker processes here; "ray": one Ray task per point
     address: str | None = None  # the Ray cluster (host:port); None: a local Ray started for the sweep
+    claim_timeout: float = 300.0  # a point whose claim is not renewed for this long is taken over
 
 
 LAUNCHERS = ("local", "ray")
@@ -143,7 +145,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
 
     ``worker_command`` starts one worker process (``lit_nn.sweeps.worker.serve`` with a fit entry).
     """
-    from lit_nn.sweeps.claims import find_parent, sweep_lock, wait_for_orphans
+    from lit_nn.sweeps.claims import parent_to_create, wait_for_orphans
     from lit_nn.sweeps.runner import run_jobs
     from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 
@@ -155,6 +157,8 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
         raise unknown_choice("--launcher", options.launcher, LAUNCHERS)
     if options.address is not None and options.launcher != "ray":
         raise UserError("--address is the Ray cluster's address; it needs --launcher ray")
+    if not options.claim_timeout > 0:
+        raise UserError(f"--claim_timeout must be > 0 seconds, got {options.claim_timeout}")
     threads = options.threads or (None if os.environ.get("OMP_NUM_THREADS") else 1)
     own_process = options.process_per_point or needs_own_process(spec.config, tuple(extra))
     on_ray = options.launcher == "ray"
@@ -163,50 +167,48 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     uri = prepare_store()
     experiment_id = ensure_experiment(spec.experiment, uri)  # creates and migrates the store before workers
     client = tracking_client(uri)
-    with sweep_lock(uri, spec.experiment, spec.name):
-        runs = wait_for_orphans(client, experiment_id, spec.name, timeout=options.orphan_wait)
-        decisions = decide(points, runs, force=options.force)
-        todo = [d.point for d in decisions if d.action == "run"]
-        mode = "a fresh process per point" if own_process else "in-process workers"
-        print(_header(spec, points, extra))
-        how = (f"one Ray task per point on {options.address or 'a local Ray instance'}" if on_ray else
-               f"{min(options.workers, max(len(todo), 1))} worker(s) × "
-               f"{threads or os.environ.get('OMP_NUM_THREADS')} thread(s), {mode}")
-        print(f"  {len(todo)} to run, {sum(d.action == 'done' for d in decisions)} already FINISHED, "
-              f"{sum(d.action == 'running' for d in decisions)} running elsewhere; {how}; logs in {out_dir / 'logs'}",
-              flush=True)
-        started = min(options.workers, max(len(todo), 1))
-        if any(pin is not None for pin in pins[:started]):
-            print("  GPUs (CUDA_VISIBLE_DEVICES): " + ", ".join(f"worker {i} → {pin}"
-                                                              for i, pin in enumerate(pins[:started])))
-        for d in decisions:
-            if d.action == "running":
-                print(f"  skip {d.point.run_name}: {d.note}")
-        parent_tags = {Tag.SWEEP: spec.name, Tag.SWEEP_ROLE: "parent", Tag.GROUP_BY: spec.group_by,
-                       Tag.SWEEP_FILE: str(spec.path or ""),
-                       Tag.NOTE: spec.description or describe(spec, points)}
-        with tracked_run(client, experiment_id, spec.name, parent_tags,
-                         run_id=find_parent(client, experiment_id, spec.name)) as parent_run:
-            parent = parent_run.run_id
-            client.log_text(parent, yaml.safe_dump(_spec_record(spec, extra), sort_keys=False), "sweep.yaml")
-            launch = (_ray_launch(spec, extra, options, threads, uri, worker_command) if on_ray
-                      else partial(run_jobs, workers=options.workers, worker_command=worker_command,
-                                   threads=threads, pins=pins))
-            outcomes, completed, seconds = _run(client, experiment_id, parent, spec, todo, extra, own_process,
-                                                out_dir, launch)
-            failed = [o for o in outcomes if o.status != RunStatus.FINISHED]
-            report = None
-            if completed and options.report:
-                report = _report(client, experiment_id, spec, parent, out_dir)
-            if not completed:
-                parent_run.end_as(RunStatus.KILLED, f"interrupted with {len(todo) - len(outcomes)} point(s) "
-                                                    "not started")
-            elif failed:
-                parent_run.end_as(RunStatus.FAILED, f"{len(failed)} of {len(points)} points failed")
+    runs = wait_for_orphans(client, experiment_id, spec.name, timeout=options.orphan_wait)
+    decisions = decide(points, runs, force=options.force)
+    # points RUNNING elsewhere are tried too: their claim decides (kept while their sweep lives)
+    todo = [d.point for d in decisions if d.action in ("run", "running")]
+    mode = "a fresh process per point" if own_process else "in-process workers"
+    print(_header(spec, points, extra))
+    how = (f"one Ray task per point on {options.address or 'a local Ray instance'}" if on_ray else
+           f"{min(options.workers, max(len(todo), 1))} worker(s) × "
+           f"{threads or os.environ.get('OMP_NUM_THREADS')} thread(s), {mode}")
+    print(f"  {len(todo)} to run, {sum(d.action == 'done' for d in decisions)} already FINISHED "
+          f"(points another sweep holds are skipped); {how}; logs in {out_dir / 'logs'}", flush=True)
+    started = min(options.workers, max(len(todo), 1))
+    if any(pin is not None for pin in pins[:started]):
+        print("  GPUs (CUDA_VISIBLE_DEVICES): " + ", ".join(f"worker {i} → {pin}"
+                                                          for i, pin in enumerate(pins[:started])))
+    parent_tags = {Tag.SWEEP: spec.name, Tag.SWEEP_ROLE: "parent", Tag.GROUP_BY: spec.group_by,
+                   Tag.SWEEP_FILE: str(spec.path or ""),
+                   Tag.NOTE: spec.description or describe(spec, points)}
+    parent_id, _ = parent_to_create(client, experiment_id, spec.name)
+    with tracked_run(client, experiment_id, spec.name, parent_tags, run_id=parent_id) as parent_run:
+        parent = parent_run.run_id
+        client.log_text(parent, yaml.safe_dump(_spec_record(spec, extra), sort_keys=False), "sweep.yaml")
+        launch = (_ray_launch(spec, extra, options, threads, uri, worker_command) if on_ray
+                  else partial(run_jobs, workers=options.workers, worker_command=worker_command,
+                               threads=threads, pins=pins))
+        outcomes, completed, seconds = _run(client, experiment_id, parent, spec, todo, extra, own_process,
+                                            out_dir, launch, options)
+        failed = [o for o in outcomes if o.status not in (RunStatus.FINISHED, SKIPPED)]
+        elsewhere = [o for o in outcomes if o.status == SKIPPED]
+        report = None
+        if completed and options.report:
+            report = _report(client, experiment_id, spec, parent, out_dir)
+        if not completed:
+            parent_run.end_as(RunStatus.KILLED, f"interrupted with {len(todo) - len(outcomes)} point(s) "
+                                                "not started")
+        elif failed:
+            parent_run.end_as(RunStatus.FAILED, f"{len(failed)} of {len(points)} points failed")
 
     done = sum(d.action == "done" for d in decisions)
-    print(f"sweep {spec.name!r}: ran {len(outcomes)} point(s) in {seconds:.0f} s, skipped {done} finished; "
-          f"parent run {parent}")
+    print(f"sweep {spec.name!r}: ran {len(outcomes) - len(elsewhere)} point(s) in {seconds:.0f} s, skipped "
+          f"{done} finished" + (f" and {len(elsewhere)} another sweep ran or runs" if elsewhere else "")
+          + f"; parent run {parent}")
     if report is not None:
         print(f"report: {report.markdown_path} and {report.figure_path} (also artifacts of the parent run)")
     if not completed:
@@ -284,11 +286,13 @@ def _ray_launch(spec: SweepSpec, extra: list[str], options: SweepOptions, thread
 
 
 def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: list[Point], extra: list[str],
-         own_process: bool, out_dir: Path, launch: Callable[..., bool]) -> tuple[list[Any], bool, float]:
+         own_process: bool, out_dir: Path, launch: Callable[..., bool],
+         options: SweepOptions) -> tuple[list[Any], bool, float]:
     """Write each point's config, run the points with ``launch(jobs, settle)``, print a line per point
     as it ends."""
     import json
 
+    from lit_nn.sweeps.claims import claim_prefix
     from lit_nn.sweeps.runner import Job, settle_in_mlflow
 
     outcomes: list[Any] = []
@@ -302,7 +306,10 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
                 config_path.write_text(yaml.safe_dump(point.config, sort_keys=False))
                 log = (out_dir / "logs" / f"{point.run_name}.log").resolve()
                 log.unlink(missing_ok=True)
-                job = Job(point, [], log, own_process, experiment_id)
+                job = Job(point, [], log, own_process, experiment_id,
+                          claim={"prefix": claim_prefix(experiment_id, spec.name, point.config_hash),
+                                 "lease_s": options.claim_timeout, "sweep": spec.name,
+                                 "config_hash": point.config_hash, "force": options.force})
                 tags = {**point.tags(spec.name, parent), Tag.SWEEP_ATTEMPT: job.attempt}
                 job.argv = ["fit", "-c", str(config_path), "--experiment", spec.experiment,
                             "--run_name", point.run_name, "--tags", json.dumps(tags),

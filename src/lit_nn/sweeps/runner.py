@@ -27,6 +27,7 @@ from typing import IO, Any
 from lit_nn.core.errors import UserError, check_positive
 from lit_nn.core.names import Tag
 from lit_nn.sweeps.grid import Point
+from lit_nn.sweeps.worker import SKIPPED
 from lit_nn.tracking.lifecycle import RunStatus, end_run
 from lit_nn.tracking.store import standard_tags
 
@@ -44,10 +45,12 @@ class Job:
     experiment_id: str = ""
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = 0.0
+    claim: dict[str, Any] | None = None  # how the worker claims the point (lit_nn.sweeps.worker.run_claimed)
 
     def message(self) -> str:
         return json.dumps({"argv": self.argv, "log": str(self.log), "attempt": self.attempt,
-                           "own_process": self.own_process, "experiment_id": self.experiment_id})
+                           "own_process": self.own_process, "experiment_id": self.experiment_id,
+                           "claim": self.claim})
 
 
 @dataclass
@@ -226,6 +229,8 @@ def settle_in_mlflow(client: Any, experiment_id: str, parent_run_id: str, sweep:
                      job: Job, result: dict[str, Any]) -> Outcome:
     """Make the point's MLflow run match what happened; return the outcome."""
     point = job.point
+    if result.get("status") == SKIPPED:  # another sweep has (or finished) the point: nothing of ours to settle
+        return Outcome(point, SKIPPED, None, result.get("error", ""), time.monotonic() - job.started)
     status = RunStatus(result.get("status", RunStatus.FAILED))
     reason = result.get("error", "")
     ended = RunStatus.KILLED if status is RunStatus.KILLED else RunStatus.FAILED  # if the run never ended itself

@@ -9,6 +9,11 @@ and reported, and a point that kills the process (segfault, OOM) kills only this
 fresh worker. Points that need their own process (multi-device DDP re-launches ``sys.argv``)
 run as a ``python -m lit_nn fit`` child instead (``own_process`` in the job).
 
+Before training a point the worker claims it in the tracking store (``lit_nn.sweeps.claims``),
+wherever it runs (here, or on a Ray node): a point claimed by another sweep, or FINISHED by one
+since this sweep planned, is answered SKIPPED instead; while the point trains the claim is
+renewed, and a worker that loses it (it stalled past its lease) stops the point.
+
 Protocol: one JSON job per line on stdin, one JSON result per line on the original stdout
 (the training output of each point goes to its log file instead). EOF on stdin ends the
 worker. If the sweep process dies (even by ``kill -9``), Linux sends this worker SIGINT
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +40,10 @@ from lit_nn.tracking.lifecycle import RunStatus, failure_reason
 
 PR_SET_PDEATHSIG = 1
 INTERRUPTED = "interrupted: the sweep was stopped (Ctrl-C, SIGTERM, or its process died)"
+SKIPPED = "SKIPPED"  # a result status besides MLflow's: another sweep has the point
 FitEntry = Callable[[list[str]], object]
 _interrupted = False
+_lost_claim = ""
 
 
 def die_with_parent(sig: int = signal.SIGINT) -> None:
@@ -158,6 +166,68 @@ def note_interrupt(job: dict[str, Any], reason: str) -> None:
         pass
 
 
+def train_point(job: dict[str, Any], run_fit: FitEntry) -> dict[str, Any]:
+    """Train the job's point, in this process or as a child (multi-device DDP)."""
+    if job.get("own_process"):
+        return run_own_process(job["argv"], Path(job["log"]))
+    return run_in_process(job["argv"], Path(job["log"]), run_fit)
+
+
+def run_claimed(job: dict[str, Any], train: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Train the job's point with ``train()`` if this worker wins its claim (jobs without a
+    ``claim`` just train); else answer SKIPPED with whose it is."""
+    global _lost_claim
+    spec = job.get("claim")
+    if not spec:
+        return train()
+    from lit_nn.sweeps import claims
+    from lit_nn.tracking.store import tracking_client
+
+    client = tracking_client()
+    claim, note = claims.try_claim(client, spec["prefix"], spec["lease_s"])
+    if claim is None:
+        return {"status": SKIPPED, "error": note}
+    if not spec.get("force"):
+        done = finished_point_run(client, job["experiment_id"], spec["sweep"], spec["config_hash"])
+        if done is not None:
+            claims.release(client, claim)
+            return {"status": SKIPPED, "error": f"FINISHED by another sweep (run {done[:8]})"}
+    if note:
+        end_stale_runs(client, job["experiment_id"], spec["sweep"], spec["config_hash"], note)
+
+    def on_lost(reason: str) -> None:
+        global _lost_claim
+        _lost_claim = f"stopped: {reason} (this worker stalled past its lease)"
+        os.kill(os.getpid(), signal.SIGINT)
+
+    _lost_claim = ""
+    with claims.kept(client, claim, spec["lease_s"], on_lost):
+        result = train()
+    if _lost_claim and result["status"] != RunStatus.FINISHED:
+        result = _result(RunStatus.KILLED, _lost_claim)
+    return result
+
+
+def finished_point_run(client: Any, experiment_id: str, sweep: str, config_hash: str) -> str | None:
+    """The id of a FINISHED run of the point, if any sweep has one."""
+    from lit_nn.sweeps.plan import sweep_filter
+
+    found = client.search_runs([experiment_id], f"{sweep_filter(sweep, 'point')} and "
+                               f"tags.{Tag.CONFIG_HASH} = '{config_hash}' and attributes.status = 'FINISHED'",
+                               max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def end_stale_runs(client: Any, experiment_id: str, sweep: str, config_hash: str, reason: str) -> None:
+    """End the RUNNING runs of a point whose claim this worker took over (their owner is gone)."""
+    from lit_nn.sweeps.plan import sweep_filter
+    from lit_nn.tracking.lifecycle import end_run
+
+    for run in client.search_runs([experiment_id], f"{sweep_filter(sweep, 'point')} and "
+                                  f"tags.{Tag.CONFIG_HASH} = '{config_hash}' and attributes.status = 'RUNNING'"):
+        end_run(client, run.info.run_id, RunStatus.KILLED, f"another sweep {reason}")
+
+
 def serve(run_fit: FitEntry) -> None:
     """Serve jobs from stdin until EOF or an interrupt, training in-process points with ``run_fit``."""
     die_with_parent(signal.SIGINT)
@@ -172,10 +242,7 @@ def serve(run_fit: FitEntry) -> None:
     try:
         for line in sys.stdin:
             job = json.loads(line)
-            if job.get("own_process"):
-                result = run_own_process(job["argv"], Path(job["log"]))
-            else:
-                result = run_in_process(job["argv"], Path(job["log"]), run_fit)
+            result = run_claimed(job, partial(train_point, job, run_fit))
             if result["status"] == RunStatus.KILLED and job.get("experiment_id"):
                 note_interrupt(job, result["error"])
             results.write(json.dumps({"attempt": job["attempt"], **result}) + "\n")
