@@ -266,7 +266,7 @@ def dry_run(spec: SweepSpec, points: list[Point], extra: list[str], force: bool)
     for d in decisions:
         status = d.note
         if d.action == "running":
-            status += " — started again only if its process is gone"
+            status += " — tried again; it runs only if its claim lapsed (its sweep is gone)"
         word = {"run": "run ", "done": "skip", "running": "skip"}[d.action]
         print(f"  {word} {d.point.run_name:<{width}}  hash {d.point.config_hash}  {status}")
     print(f"{sum(d.action == 'run' for d in decisions)} of {len(points)} point(s) would run")
