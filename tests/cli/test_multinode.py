@@ -9,8 +9,8 @@ process fed the same global batches: the loaders interleave a rank's shard out o
 seeded permutation (rank r takes positions r, r + 2, ...), so the two ranks' k-th batches of B
 images together are the single process's k-th batch of 2B.
 
-A node whose peer never comes waits in Lightning's rendezvous (for the 30-minute default of
-torch.distributed): the test never waits on that, it kills both nodes when one fails or time runs out.
+A node whose peer never comes waits in the rendezvous, up to the DDP strategy's timeout (30 minutes
+by default): the test never waits on that, it kills both nodes when one fails or time runs out.
 """
 
 from __future__ import annotations
