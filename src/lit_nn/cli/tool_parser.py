@@ -56,6 +56,15 @@ def _kind(annotation: Any) -> str:
     return "value"
 
 
+def _text_items(annotation: Any) -> bool:
+    """A list of str (``list[str] | None``): its items stay text, so that ``--run 12345678`` (a run id's
+    prefix) or ``--experiment 2024`` is not read as a number."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    return typing.get_args(annotation) in ((str,), (str, ...))
+
+
 def option_kinds(function: Callable[..., Any]) -> dict[str, str]:
     """Each parameter of ``function`` and its kind (see :func:`_kind`)."""
     hints = typing.get_type_hints(function)
@@ -129,8 +138,9 @@ def normalize_argv(argv: list[str], function: Callable[..., Any], optional_posit
             if i < len(argv):
                 out.append(argv[i])
                 i += 1
+    texts = {name for name, hint in typing.get_type_hints(function).items() if _text_items(hint)}
     for key, items in lists.items():
-        out.append(f"--{key}={json.dumps([_scalar(item) for item in items])}")
+        out.append(f"--{key}={json.dumps([item if key in texts else _scalar(item) for item in items])}")
     return out
 
 
