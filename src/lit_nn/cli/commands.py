@@ -232,22 +232,32 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
 
 # -- runs ----------------------------------------------------------------------------------
 def runs(experiment: list[str] | None = None, status: str | None = None, limit: int = 50,
-         cleanup: bool = False) -> None:
+         cleanup: bool = False, copy_to: str | None = None, run: list[str] | None = None) -> None:
     """List MLflow runs; with --cleanup, mark runs whose process died as KILLED (a kill -9 leaves them
-    RUNNING forever).
+    RUNNING forever); with --copy_to, copy them to another tracking store, e.g. the team server.
 
     Args:
         experiment: experiment names (repeatable; default: every experiment).
         status: only runs with this status: RUNNING, FINISHED, FAILED, KILLED or SCHEDULED.
-        limit: show at most this many runs, newest first.
-        cleanup: mark RUNNING runs of this host whose process is gone as KILLED, then list.
+        limit: show at most this many runs, newest first (the listing only: --copy_to copies them all).
+        cleanup: mark RUNNING runs of this host whose process is gone as KILLED, then list (or copy).
+        copy_to: copy the runs of --experiment/--status/--run from this store to the tracking server
+            at this address (http://HOST:5000; credentials from MLFLOW_TRACKING_USERNAME/PASSWORD) or to
+            another SQLite store (sqlite:///PATH): metric histories, params, tags, artifacts and logged
+            models, under experiments of the same names, sweeps nested as here. Only ended runs are
+            copied; a second copy skips what the first one copied.
+        run: with --copy_to, only these runs (ids, or the 8 characters 'lit-nn runs' shows; repeatable)
+            and the runs nested under them; the parents of nested runs always go along.
     """
     from lit_nn.tracking.listing import STATUSES, format_runs
     from lit_nn.tracking.liveness import reap_dead_runs
-    from lit_nn.tracking.store import tracking_client
+    from lit_nn.tracking.store import resolve_tracking_uri, tracking_client
 
     if limit <= 0:
         raise UserError(f"--limit must be > 0, got {limit}")
+    if run and copy_to is None:
+        raise UserError("--run picks the runs to copy: use it with --copy_to URI (the listing is filtered by "
+                        "--experiment and --status)")
     wanted = status.upper() if status else None
     if wanted and wanted not in STATUSES:
         raise unknown_choice("status", status, STATUSES)
@@ -269,6 +279,11 @@ def runs(experiment: list[str] | None = None, status: str | None = None, limit: 
         reaped = reap_dead_runs(client, ids)
         print(f"cleanup: marked {len(reaped)} dead RUNNING run(s) as KILLED"
               + (f": {', '.join(r[:8] for r in reaped)}" if reaped else ""))
+    if copy_to is not None:
+        from lit_nn.tracking.copy import copy_runs
+
+        copy_runs(client, resolve_tracking_uri(), copy_to, ids, wanted, run)
+        return
     filter_string = f"attributes.status = '{wanted}'" if wanted else ""
     found = client.search_runs(ids, filter_string, max_results=limit, order_by=["attributes.start_time DESC"])
     if not found:
@@ -356,7 +371,8 @@ COMMANDS: dict[str, ToolCommand] = {
                            optional_positional="sweep"),
     "lab": ToolCommand("lab", run_lab_command,
                        "fundamentals labs: gates, activations, losses, trajectories, scratch"),
-    "runs": ToolCommand("runs", runs, "list runs; mark runs whose process died as KILLED (--cleanup)"),
+    "runs": ToolCommand("runs", runs, "list runs; mark dead ones KILLED (--cleanup); copy them to a team server "
+                        "(--copy_to)"),
     "server": ToolCommand("server", server, "a team tracking server: PostgreSQL + mlflow server, artifacts proxied",
                           positional=False),
 }
