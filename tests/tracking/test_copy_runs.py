@@ -17,13 +17,13 @@ from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
 from lit_nn.core.names import Tag
-from lit_nn.tracking.copy import COPIED_FROM, COPIED_FROM_RUN, COPY_FAILED
+from lit_nn.tracking.copy import COPY_FAILED
 from lit_nn.tracking.store import artifact_location
 from team import TINY, needs_postgres, team_server
 
 from helpers import assert_clean_error, free_port, run_cli, run_main
 
-MARKERS = {COPIED_FROM, COPIED_FROM_RUN, Tag.PARENT_RUN_ID}  # the tags a copy does not keep as they were
+MARKERS = {Tag.COPIED_FROM, Tag.COPIED_FROM_RUN, Tag.PARENT_RUN_ID}  # the tags a copy does not keep as they were
 
 
 # -- what a copy must equal ------------------------------------------------------------------
@@ -52,7 +52,7 @@ def model_tree(model, tracking_uri: str, dest: Path) -> dict[str, bytes]:
 def copies_by_source(target, experiment: str) -> dict[str, object]:
     exp = target.get_experiment_by_name(experiment)
     runs = target.search_runs([exp.experiment_id], max_results=1000)
-    return {r.data.tags[COPIED_FROM_RUN]: r for r in runs}
+    return {r.data.tags[Tag.COPIED_FROM_RUN]: r for r in runs}
 
 
 def assert_copied(source, target, run, copy, copies: dict, tmp: Path, extra_files: dict | None = None) -> None:
@@ -62,7 +62,7 @@ def assert_copied(source, target, run, copy, copies: dict, tmp: Path, extra_file
     assert copy.data.params == run.data.params
     tags = {k: v for k, v in copy.data.tags.items() if k not in MARKERS}
     assert tags == {k: v for k, v in run.data.tags.items() if k not in MARKERS}
-    assert copy.data.tags[COPIED_FROM_RUN] == si.run_id
+    assert copy.data.tags[Tag.COPIED_FROM_RUN] == si.run_id
     parent = run.data.tags.get(Tag.PARENT_RUN_ID)
     assert copy.data.tags.get(Tag.PARENT_RUN_ID) == (copies[parent].info.run_id if parent else None)
     assert set(copy.data.metrics) == set(run.data.metrics)
@@ -227,20 +227,20 @@ def test_a_copy_that_fails_midway_leaves_no_run_behind_and_the_next_copy_goes_on
     assert broken.stdout.strip().splitlines()[-1].startswith("copy: 1 run(s) copied")
     target = MlflowClient(target_uri)
     exp = target.get_experiment_by_name("made").experiment_id
-    assert [r.data.tags[COPIED_FROM_RUN] for r in target.search_runs([exp])] == [calls[0]]
+    assert [r.data.tags[Tag.COPIED_FROM_RUN] for r in target.search_runs([exp])] == [calls[0]]
     (gone,) = target.search_runs([exp], run_view_type=ViewType.DELETED_ONLY)
-    assert gone.info.status == "FAILED" and gone.data.tags[COPIED_FROM_RUN] == calls[1]
+    assert gone.info.status == "FAILED" and gone.data.tags[Tag.COPIED_FROM_RUN] == calls[1]
     assert gone.data.tags[Tag.FAILURE_REASON].startswith(COPY_FAILED + "OSError")
 
     # a copy cut off where even the clean-up could not reach the target: left RUNNING, replaced next time
-    stale = target.create_run(exp, run_name="cut-off", tags={COPIED_FROM_RUN: made["failed"]}).info.run_id
+    stale = target.create_run(exp, run_name="cut-off", tags={Tag.COPIED_FROM_RUN: made["failed"]}).info.run_id
     monkeypatch.setattr(copy_module, "copy_artifacts", real)
     fixed = run_main(capsys, "runs", "--copy_to", target_uri, "--experiment", "made")
     assert fixed.returncode == 0, fixed.stderr
     assert "1 already there" in fixed.stdout.strip().splitlines()[-1]
     assert target.get_run(stale).info.lifecycle_stage == "deleted"
     active = target.search_runs([exp])
-    assert sorted(r.data.tags[COPIED_FROM_RUN] for r in active) == sorted([made["parent"], made["big"], made["failed"]])
+    assert sorted(r.data.tags[Tag.COPIED_FROM_RUN] for r in active) == sorted([made["parent"], made["big"], made["failed"]])
     assert "RUNNING" not in {r.info.status for r in active}
 
 

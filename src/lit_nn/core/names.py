@@ -47,6 +47,8 @@ class Tag:
     PID: Final = "pid"
     RESUMED_AT: Final = "resumed_at"  # ms since the epoch; a resumed run has a new pid
     CHECKPOINT_DIR: Final = "checkpoint_dir"
+    COPIED_FROM: Final = "copied_from"  # a copied run's source store (lit-nn runs --copy_to)
+    COPIED_FROM_RUN: Final = "copied_from_run"  # its id there: what a second copy looks for
     LAST_CHECKPOINT: Final = "last_checkpoint"
     # what was trained, for grouping and filtering in the UI
     MODEL: Final = "model"

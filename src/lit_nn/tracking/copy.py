@@ -44,8 +44,6 @@ from lit_nn.tracking.store import (
     tracking_client,
 )
 
-COPIED_FROM = "copied_from"  # the source store of a copied run
-COPIED_FROM_RUN = "copied_from_run"  # the source run's id: what a second copy looks for
 COPY_FAILED = "copy failed: "  # failure_reason of a copy that did not complete (it is deleted)
 ENDED = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
 
@@ -275,7 +273,7 @@ def target_experiment(target: Any, source_exp: Any, target_uri: str) -> str:
 def previous_copy(target: Any, experiment_id: str, run_id: str) -> str | None:
     """The id of a complete copy of ``run_id`` on the target, if any; an incomplete one (left
     RUNNING or marked as a failed copy when the target went away mid-copy) is deleted."""
-    found = search_all_runs(target, [experiment_id], f"tags.{COPIED_FROM_RUN} = '{run_id}'")
+    found = search_all_runs(target, [experiment_id], f"tags.{Tag.COPIED_FROM_RUN} = '{run_id}'")
     complete = None
     for run in found:
         if run.info.status == RunStatus.RUNNING or run.data.tags.get(Tag.FAILURE_REASON, "").startswith(COPY_FAILED):
@@ -293,11 +291,11 @@ def copy_run(source: Any, target: Any, run: Any, experiment_id: str, parent_copy
 
     info, tags = run.info, dict(run.data.tags)
     tags.pop(Tag.PARENT_RUN_ID, None)
-    tags.update({COPIED_FROM: origin, COPIED_FROM_RUN: info.run_id})
+    tags.update({Tag.COPIED_FROM: origin, Tag.COPIED_FROM_RUN: info.run_id})
     if parent_copy:
         tags[Tag.PARENT_RUN_ID] = parent_copy
     # what the run must carry from its first moment: nesting, the user, and the mark a re-run looks for
-    first = {k: tags[k] for k in (COPIED_FROM, COPIED_FROM_RUN, Tag.PARENT_RUN_ID, MLFLOW_USER) if k in tags}
+    first = {k: tags[k] for k in (Tag.COPIED_FROM, Tag.COPIED_FROM_RUN, Tag.PARENT_RUN_ID, MLFLOW_USER) if k in tags}
     new_id = target.create_run(experiment_id, start_time=info.start_time, tags=first,
                                run_name=info.run_name).info.run_id
     models: list[str] = []
