@@ -154,6 +154,15 @@ def dispatch(argv: list[str]) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except Exception as err:  # MLflow gave up on a tracking server that stopped answering: one sentence too
+        from lit_nn.tracking.outage import server_down
+        from lit_nn.tracking.store import resolve_tracking_uri
+
+        down = server_down(err, resolve_tracking_uri())
+        if down is None:
+            raise
+        print(f"error: {down}", file=sys.stderr)
+        sys.exit(down.exit_code)
 
 
 def exit_now(code: int) -> NoReturn:

@@ -9,11 +9,15 @@ Each command is one MLflow run (:mod:`lit_nn.tracking`), with checkpoints beside
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -27,6 +31,7 @@ from lit_nn.tracking.callbacks import MLflowSaveConfig, RunCheckpoint, RunRecord
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
 from lit_nn.tracking.logger import MLflowTracker
 from lit_nn.tracking.model_export import ModelExport, check_register_name
+from lit_nn.tracking.outage import server_down
 from lit_nn.tracking.resume import find_run_to_resume, reopen_for_resume
 from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 from lit_nn.tracking.views import where_to_open
@@ -163,11 +168,18 @@ class LitNNCLI(LightningCLI):
         print(f"resuming run {run.info.run_id} from {last}")
         return run.info.run_id
 
+    # -- the command ------------------------------------------------------------------
+    def fit(self, model: Any, **kwargs: Any) -> None:
+        """``trainer.fit``; a tracking server that stopped answering ends it in one sentence."""
+        with server_outage_as_error(self.trainer):
+            self.trainer.fit(model, **kwargs)
+
     # -- after the command ------------------------------------------------------------
     def after_fit(self) -> None:
         has_test = not isinstance(self.datamodule, LitDataModule) or self.datamodule.has_test_split
         if self._settings().test_after_fit and not self.trainer.interrupted and has_test:
-            self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+            with server_outage_as_error(self.trainer):
+                self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
         describe_finish(self.trainer)
 
     def after_test(self) -> None:
@@ -197,6 +209,27 @@ class LitNNCLI(LightningCLI):
 
     def after_validate(self) -> None:
         describe_finish(self.trainer)
+
+
+@contextmanager
+def server_outage_as_error(trainer: Any) -> Iterator[None]:
+    """A fit (or its test) that MLflow gave up on because the tracking server did not answer for
+    the whole retry window (:mod:`lit_nn.tracking.outage`) ends in one sentence, saying where the
+    run's last checkpoint is and how to resume it, instead of a traceback of MLflow's and urllib3's
+    errors. Any other error passes through unchanged."""
+    try:
+        yield
+    except Exception as err:
+        tracker = find_tracker(trainer)
+        if tracker is None:
+            raise
+        ckpt = trainer.checkpoint_callback
+        last = (Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+                if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath else None)
+        down = server_down(err, tracker.tracking_uri, tracker.started_run_id, last)
+        if down is None:
+            raise
+        raise down from None
 
 
 def check_register(settings: Any, command: str) -> None:

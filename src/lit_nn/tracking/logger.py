@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from lit_nn.tracking.lifecycle import RunStatus, end_run, failure_reason
+from lit_nn.tracking.outage import no_retries, server_down_reason, unanswered
 from lit_nn.tracking.store import artifact_location, resolve_tracking_uri, standard_tags
 
 
@@ -20,6 +22,8 @@ class MLflowTracker(MLFlowLogger):
     * The experiment is created with the local artifact location (``ensure_experiment``).
     * The end status distinguishes FINISHED, FAILED and KILLED (Ctrl-C), with the reason:
       Lightning itself reports every interruption as "failed", without one.
+    * A fit that failed because the tracking server stopped answering records its end with one
+      try, not a second retry window (:mod:`lit_nn.tracking.outage`).
     """
 
     def __init__(
@@ -52,6 +56,11 @@ class MLflowTracker(MLFlowLogger):
     def tracking_uri(self) -> str:
         return self._tracking_uri
 
+    @property
+    def started_run_id(self) -> str | None:
+        """The run's id once the run exists; unlike ``run_id``, never creates it (no request to the store)."""
+        return self._run_id
+
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         metrics = dict(metrics)
@@ -70,7 +79,15 @@ class MLflowTracker(MLFlowLogger):
             end, reason = RunStatus.FINISHED, ""
         if end is RunStatus.FINISHED and self._ended not in (None, RunStatus.FINISHED):
             return  # a failure already recorded stands
-        end_run(self.experiment, self.run_id, end, reason)
+        why = unanswered(self.failure, self._tracking_uri) if status == "failed" else None
+        if why is None:
+            end_run(self.experiment, self.run_id, end, reason)
+        else:
+            # the server did not answer for the whole retry window: one try to record the end, not
+            # a second wait; still down, the run stays RUNNING until `lit-nn runs --cleanup` marks it
+            reason = server_down_reason(self._tracking_uri, why)
+            with no_retries(), suppress(Exception):  # MLflow's errors for a server that is down vary
+                end_run(self.experiment, self.run_id, end, reason)
         self._ended = end
 
     @rank_zero_only

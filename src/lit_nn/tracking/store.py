@@ -59,6 +59,9 @@ def check_uri(uri: str) -> None:
             raise UserError(f"MLFLOW_TRACKING_URI {uri!r} needs the PostgreSQL driver {driver}, which is not "
                             "installed; install it with: pip install 'lit-nn[postgres]'")
     if base in SERVER_SCHEMES:
+        from lit_nn.tracking.outage import configure_retries
+
+        configure_retries(uri)  # how long every request waits for the server if it stops answering
         check_server(uri)
 
 
