@@ -31,9 +31,12 @@ needs_postgres = pytest.mark.skipif(not _postgres_available(), reason="needs Pos
 
 
 @contextmanager
-def team_server(folder: Path, *args: str, env: dict | None = None) -> Iterator[str]:
-    """``lit-nn server`` until the block ends (then Ctrl-C, as a user would); yields its URL."""
-    port = free_port()
+def team_server(folder: Path, *args: str, env: dict | None = None, port: int | None = None) -> Iterator[str]:
+    """``lit-nn server`` until the block ends (then Ctrl-C, as a user would); yields its URL.
+
+    ``port``: where the tracking server listens (default: a free one); the same folder and port
+    again is the same server restarted, as a client holding its URL sees it."""
+    port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "lit_nn", "server", "--folder", str(folder), "--port", str(port),
                              *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})}, start_new_session=True)
