@@ -8,6 +8,7 @@ one more device than this machine has cores), and fragments the error line must 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,16 @@ def test_non_writable_tracking_store(tmp_path, monkeypatch, capsys):
 
 def test_catalogue_is_large_enough():
     assert len(CASES) + 1 >= 25
+
+
+def test_resuming_with_fewer_epochs_than_trained_is_one_sentence(capsys, client):
+    first = run_main(capsys, *MLP, "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "2",
+                     "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+                     "--test_after_fit", "false", "--log_model", "false")
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_id = re.search(r"mlflow: run ([0-9a-f]{32})", first.stdout + first.stderr)[1]
+    client.set_terminated(run_id, "KILLED")  # as if it had been stopped: resumable
+    result = run_main(capsys, *MLP, "--resume", run_id, "--trainer.max_epochs", "1",
+                      "--trainer.enable_progress_bar", "false")
+    assert_clean_error(result, "last checkpoint is from epoch 2", "--trainer.max_epochs 1", "more than 3")
+    assert client.get_run(run_id).info.status != "RUNNING"

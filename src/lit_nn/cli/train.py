@@ -9,6 +9,7 @@ Each command is one MLflow run (:mod:`lit_nn.tracking`), with checkpoints beside
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -172,7 +173,16 @@ class LitNNCLI(LightningCLI):
     def fit(self, model: Any, **kwargs: Any) -> None:
         """``trainer.fit``; a tracking server that stopped answering ends it in one sentence."""
         with server_outage_as_error(self.trainer):
-            self.trainer.fit(model, **kwargs)
+            try:
+                self.trainer.fit(model, **kwargs)
+            except MisconfigurationException as err:  # Lightning's check of a resumed run's epochs
+                found = re.search(r"restored a checkpoint with current_epoch=(\d+)", str(err))
+                if not found:
+                    raise
+                epoch = int(found[1])
+                raise UserError(f"the resumed run's last checkpoint is from epoch {epoch} (counting from 0); "
+                                f"--trainer.max_epochs {self.trainer.max_epochs} ends before it: give more than "
+                                f"{epoch + 1} to continue the run") from None
 
     # -- after the command ------------------------------------------------------------
     def after_fit(self) -> None:
