@@ -29,7 +29,8 @@ from lit_nn.tracking.lifecycle import RunStatus
 CANCEL_GRACE_S = 120.0
 # what a point's process inherits on the node, when the sweep has it set
 FORWARDED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
-                 "MLFLOW_TRACKING_INSECURE_TLS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+                 "MLFLOW_TRACKING_INSECURE_TLS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                 "LIT_NN_TRACKING_RETRY_S")  # lit_nn.tracking.outage: how long to wait for a server gone
 
 
 def run_point(message: str, config_text: str, worker_command: list[str]) -> tuple[dict[str, Any], str]:
