@@ -93,8 +93,11 @@ def assert_model_copied(source, target, source_uri: str, target_uri: str, run, c
         renamed = renamed.replace(old, fresh)
     assert after["MLmodel"].decode() == renamed
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLflow resolves the logged model behind runs:/ in the store MLFLOW_TRACKING_URI names, whatever tracking_uri says
-    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_URI": target_uri}):
+    # MLflow resolves the logged model behind runs:/ in the default store, whatever tracking_uri says: the
+    # variable, or the process-wide URI an earlier in-process fit set (mlflow.set_tracking_uri), which wins
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_URI": target_uri}), _use_tracking_uri(target_uri):
         found = mlflow.artifacts.download_artifacts(f"runs:/{copy.info.run_id}/model/MLmodel",
                                                     dst_path=str(tmp / "by-runs-uri"))
     assert Path(found).read_bytes() == after["MLmodel"]
