@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from lit_nn.tracking.server import free_port  # noqa: F401 - the tests' free port is the server's
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,8 +87,3 @@ def metric_history(db: Path, experiment: str) -> dict[str, list[list[float]]]:
     return out
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -208,23 +208,26 @@ def run_claimed(job: dict[str, Any], train: Callable[[], dict[str, Any]]) -> dic
     return result
 
 
-def finished_point_run(client: Any, experiment_id: str, sweep: str, config_hash: str) -> str | None:
-    """The id of a FINISHED run of the point, if any sweep has one."""
+def point_runs_with_status(client: Any, experiment_id: str, sweep: str, config_hash: str,
+                           status: RunStatus) -> list[Any]:
+    """The point's runs (of any sweep) in one status."""
     from lit_nn.sweeps.plan import sweep_filter
 
-    found = client.search_runs([experiment_id], f"{sweep_filter(sweep, 'point')} and "
-                               f"tags.{Tag.CONFIG_HASH} = '{config_hash}' and attributes.status = 'FINISHED'",
-                               max_results=1)
+    return client.search_runs([experiment_id], f"{sweep_filter(sweep, 'point')} and "
+                              f"tags.{Tag.CONFIG_HASH} = '{config_hash}' and attributes.status = '{status}'")
+
+
+def finished_point_run(client: Any, experiment_id: str, sweep: str, config_hash: str) -> str | None:
+    """The id of a FINISHED run of the point, if any sweep has one."""
+    found = point_runs_with_status(client, experiment_id, sweep, config_hash, RunStatus.FINISHED)
     return found[0].info.run_id if found else None
 
 
 def end_stale_runs(client: Any, experiment_id: str, sweep: str, config_hash: str, reason: str) -> None:
     """End the RUNNING runs of a point whose claim this worker took over (their owner is gone)."""
-    from lit_nn.sweeps.plan import sweep_filter
     from lit_nn.tracking.lifecycle import end_run
 
-    for run in client.search_runs([experiment_id], f"{sweep_filter(sweep, 'point')} and "
-                                  f"tags.{Tag.CONFIG_HASH} = '{config_hash}' and attributes.status = 'RUNNING'"):
+    for run in point_runs_with_status(client, experiment_id, sweep, config_hash, RunStatus.RUNNING):
         end_run(client, run.info.run_id, RunStatus.KILLED, f"another sweep {reason}")
 
 

@@ -67,6 +67,7 @@ def as_db_owner(argv: list[str]) -> list[str]:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server to listen on)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
