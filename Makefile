@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
-.PHONY: help install train train-rnn test test-slow test-gpu lint ui server lab figures bench \
+.PHONY: help install train train-rnn test test-kernels test-slow test-gpu lint ui server lab figures bench \
         compare-optimizers compare-depth compare-activations compare-models compare-rnn-cells clean
 
 help:                     ## this list: every target and what it does
@@ -46,6 +46,9 @@ compare-rnn-cells: install  ## char-RNN cells: the notes' classic i2h/i2o cell v
 
 test: install             ## the fast suite (slow end-to-end tests: make test-slow)
 	$(BIN)/pytest -q -m "not slow"
+
+test-kernels: install     ## the recorded-history tests under torch's other CPU kernels (ATEN_CPU_CAPABILITY default, avx2), slow one included
+	for cap in default avx2; do ATEN_CPU_CAPABILITY=$$cap $(BIN)/pytest -q tests/cli/test_histories.py || exit 1; done
 
 test-slow: install        ## DDP, kill-and-resume, browser and other long end-to-end tests
 	$(BIN)/pytest -q -m slow
