@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -52,7 +52,10 @@ class LitNNCLI(LightningCLI):
     """LightningCLI plus lit-nn's tracking: an MLflow run per command, checkpoints beside it,
     and (for ``fit``) a test-set evaluation at the end."""
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+    def __init__(self, args: list[str] | None = None, run: bool = True, callbacks: Sequence[Callback] = ()) -> None:
+        """``callbacks`` join the Trainer's own: live objects that no config can name (a sweep
+        worker's Optuna trial, :class:`lit_nn.sweeps.study.TrialPruning`)."""
+        self.extra_callbacks = list(callbacks)
         super().__init__(
             trainer_defaults=TRAINER_DEFAULTS,
             seed_everything_default=0,
@@ -146,6 +149,7 @@ class LitNNCLI(LightningCLI):
         elif settings.get("register"):
             raise UserError("--register registers the best checkpoint, and --trainer.enable_checkpointing false "
                             "writes none")
+        callbacks.extend(self.extra_callbacks)
         check_devices(trainer_config)
         if self.subcommand == "fit":
             check_budget(trainer_config)
