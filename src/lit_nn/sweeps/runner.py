@@ -258,3 +258,48 @@ def settle_in_mlflow(client: Any, experiment_id: str, parent_run_id: str, sweep:
         metrics = dict(client.get_run(run_id).data.metrics)
     return Outcome(point, status, run_id, reason if status is not RunStatus.FINISHED else "",
                    time.monotonic() - job.started, metrics)
+
+
+# -- the closing summary -----------------------------------------------------------------------
+SHOWN_NAMES = 3  # run names listed per reason before "and N more"
+SUMMARY_REASON_CHARS = 400
+
+
+def summarize_failures(outcomes: Sequence[Outcome], total: int) -> str:
+    """The sweep's closing line(s) about the points that did not finish, grouped by reason.
+
+    Twenty-one points failing for one reason (data that is not there) is one line, "21 of 21
+    points failed: <reason> (a-s0, a-s1, a-s2 and 18 more)", not the reason 21 times; points
+    that failed for different reasons get one indented line per reason under a count, the most
+    common first. FINISHED and SKIPPED outcomes are not failures. Empty when nothing failed.
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for outcome in outcomes:
+        if outcome.status in (RunStatus.FINISHED, SKIPPED):
+            continue
+        reason = " ".join(outcome.reason.split()) or "no reason recorded"
+        if len(reason) > SUMMARY_REASON_CHARS:
+            reason = reason[: SUMMARY_REASON_CHARS - 1] + "…"
+        groups.setdefault((str(outcome.status), reason), []).append(outcome.point.run_name)
+    if not groups:
+        return ""
+    failed = sum(len(names) for names in groups.values())
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))  # stable: first seen first among equals
+
+    def said(status: str, count: int) -> str:
+        return {"FAILED": "failed", "KILLED": "was killed" if count == 1 else "were killed"}.get(status, status)
+
+    if len(ordered) == 1:
+        (status, reason), names = ordered[0]
+        return f"{failed} of {total} points {said(status, failed)}: {reason} ({_some_names(names)})"
+    lines = [f"{failed} of {total} points did not finish, for {len(ordered)} reasons:"]
+    lines += [f"  {len(names)} {said(status, len(names))}: {reason} ({_some_names(names)})"
+              for (status, reason), names in ordered]
+    return "\n".join(lines)
+
+
+def _some_names(names: Sequence[str], shown: int = SHOWN_NAMES) -> str:
+    """``a, b, c and 18 more``: enough names to find the runs, never a wall of them."""
+    if len(names) <= shown + 1:  # "and 1 more" says no less than the name itself
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
