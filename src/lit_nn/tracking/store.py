@@ -11,6 +11,7 @@ import importlib.util
 import os
 import socket
 import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -132,9 +133,8 @@ def prepare_store(uri: str | None = None) -> str:
     if store is not None:
         try:
             store.mkdir(parents=True, exist_ok=True)
-            probe = store / ".write-test"
-            probe.touch()
-            probe.unlink()
+            with tempfile.TemporaryFile(dir=store, prefix=".write-test-"):
+                pass  # a probe of this process's own: concurrent processes never remove each other's
         except OSError as err:
             raise UserError(
                 f"cannot write the MLflow store in {store} ({err.strerror}); "
@@ -144,7 +144,33 @@ def prepare_store(uri: str | None = None) -> str:
         if db.is_file() and db.stat().st_size and db.read_bytes()[:16] != SQLITE_MAGIC:
             raise UserError(f"{db} is not an SQLite database, so it cannot be the MLflow store; move it away "
                             "or set MLFLOW_TRACKING_URI to another store")
+        open_local_store(uri, db)
     return uri
+
+
+_OPENED: set[str] = set()  # SQLite stores this process has opened under the lock (MLflow caches the store)
+
+
+def open_local_store(uri: str, db: Path) -> None:
+    """Open a local SQLite store for the first time in this process while holding an exclusive
+    lock on ``<db>.lock`` beside it.
+
+    Opening creates or migrates MLflow's tables, and MLflow does that without any lock of its own:
+    two processes starting on a new store at once fail with "table _alembic_tmp_tags already
+    exists". Under the lock the first one migrates and the others find the tables made. MLflow
+    keeps the store object per URI for the life of the process, so later clients on ``uri`` reuse
+    it: this runs once per process per URI.
+    """
+    if uri in _OPENED:
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if MLflow raises
+        MlflowClient(uri)  # builds MLflow's store for the URI: creates or upgrades the tables
+    _OPENED.add(uri)
 
 
 def artifact_location(experiment: str, uri: str | None = None) -> str | None:
