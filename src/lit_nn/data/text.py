@@ -14,6 +14,7 @@ Validation uses contiguous non-overlapping windows from the start of the validat
 
 from __future__ import annotations
 
+import importlib.util
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,10 +76,15 @@ def decode(ids: torch.Tensor | list[int], vocab: str) -> str:
 
 
 # -- reading a corpus ------------------------------------------------------------------
-def read_text(path: Path) -> str:
-    """Read a UTF-8 file; a missing file or undecodable bytes is a UserError naming the offset."""
+def require_text_file(path: Path) -> None:
+    """A UserError when ``path`` is not a file (checked before a sweep runs, and before reading)."""
     if not path.is_file():
         raise UserError(f"text file {str(path)!r} not found" + (" (it is a folder)" if path.is_dir() else ""))
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file; a missing file or undecodable bytes is a UserError naming the offset."""
+    require_text_file(path)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
@@ -91,14 +97,15 @@ def read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")  # a byte-order mark is not part of the text
 
 
+NO_PYDOC_DATA = "this Python has no pydoc_data (the embedded corpus); pass --data.path FILE or --data.download true"
+
+
 def pydoc_topics_text() -> str:
     """The documentation topics shipped with every CPython (``pydoc_data.topics``), ~465k chars."""
     try:
         from pydoc_data.topics import topics
     except ImportError:
-        raise UserError(
-            "this Python has no pydoc_data (the embedded corpus); pass --data.path FILE or --data.download true"
-        ) from None
+        raise UserError(NO_PYDOC_DATA) from None
     return "\n\n".join(topics[key].strip("\n") for key in sorted(topics)) + "\n"
 
 
@@ -264,12 +271,25 @@ class TextDataModule(LitDataModule):
             return f"text file {hp.path}", read_text(Path(hp.path))
         if hp.corpus == "tinyshakespeare":
             if not self.shakespeare_file.is_file():
-                raise UserError(
-                    f"tiny-shakespeare not found at {self.shakespeare_file}; pass --data.download true "
-                    "(needs internet), --data.root FOLDER or --data.path FILE"
-                )
+                raise self._no_shakespeare()
             return f"tiny-shakespeare from {self.shakespeare_file}", read_text(self.shakespeare_file)
         return "embedded CPython documentation topics (pydoc_data.topics)", pydoc_topics_text()
+
+    def _no_shakespeare(self) -> UserError:
+        return UserError(f"tiny-shakespeare not found at {self.shakespeare_file}; pass --data.download true "
+                         "(needs internet), --data.root FOLDER or --data.path FILE")
+
+    def check_available(self, stage: str = "fit") -> None:
+        """The text ``setup`` reads is there: the ``path`` file, tiny-shakespeare (or its download
+        asked for, not tried here), or the embedded corpus; every stage reads the same text."""
+        hp = self.hparams
+        if hp.path is not None:
+            require_text_file(Path(hp.path))
+        elif hp.corpus == "tinyshakespeare":
+            if not (self.shakespeare_file.is_file() or hp.download):
+                raise self._no_shakespeare()
+        elif importlib.util.find_spec("pydoc_data") is None:
+            raise UserError(NO_PYDOC_DATA)
 
     def _check_length(self, text: str, where: str) -> None:
         hp = self.hparams
