@@ -122,19 +122,25 @@ def split_fit_options(argv: list[str]) -> tuple[list[str], list[str]]:
     return mine, theirs
 
 
-def check_points(points: list[Any], extra: list[str]) -> None:
+def check_points(points: list[Any], extra: list[str], data: bool = False) -> None:
     """Check every point as ``lit-nn fit`` would, before any point runs: parse it with the fit parser
     (a grid key or pass-through option fit does not know fails here, with the nearest valid one), then
     build its model and data module, which check their values (``unknown optimizer 'adamm'``);
-    nothing is trained and no data is read."""
+    nothing is trained and no data is read.
+
+    With ``data``, also look up the data of each distinct data section (files found, not read): a sweep
+    whose points would all fail with "no Fashion-MNIST train files found" says it once, before any run.
+    """
     import importlib
     import json
 
     from lit_nn.cli.config_checks import condense_parser_error
     from lit_nn.cli.train import fit_parser
+    from lit_nn.data.datamodule import LitDataModule
 
     parser = fit_parser()
     built: set[str] = set()
+    needed: dict[str, tuple[LitDataModule, set[str], list[str]]] = {}  # data section → module, stages, points
     with tempfile.TemporaryDirectory(prefix="lit-nn-sweep-check-") as tmp:
         for point in points:
             path = Path(tmp) / f"{point.config_hash}.yaml"
@@ -151,9 +157,34 @@ def check_points(points: list[Any], extra: list[str]) -> None:
                 built.add(key)
                 module, _, name = spec["class_path"].rpartition(".")
                 try:
-                    getattr(importlib.import_module(module), name)(**(spec.get("init_args") or {}))
+                    instance = getattr(importlib.import_module(module), name)(**(spec.get("init_args") or {}))
                 except UserError as err:
                     raise UserError(f"sweep point {point.run_name}: {err}") from None
+                if section == "data" and isinstance(instance, LitDataModule):
+                    needed[key] = (instance, set(), [])
+            if entry := needed.get(json.dumps(config.get("data"), sort_keys=True, default=str)):
+                datamodule, stages, names = entry
+                stages.add("fit")
+                if config.get("test_after_fit", True) and datamodule.has_test_split:
+                    stages.add("test")
+                names.append(point.run_name)
+    if not data:
+        return
+    from lit_nn.sweeps.runner import few_names
+
+    missing: dict[str, list[str]] = {}  # the sentence a fit would end with → the points it would end
+    for datamodule, stages, names in needed.values():
+        for stage in sorted(stages):  # "fit" before "test": the train split is the one a fit misses first
+            try:
+                datamodule.check_available(stage)
+            except UserError as err:
+                missing.setdefault(str(err), []).extend(names)  # sections differing by seed only: one sentence
+                break
+    if missing:
+        sentence, names = max(missing.items(), key=lambda item: len(item[1]))
+        which = f"all {len(points)} sweep points" if len(names) == len(points) else \
+            f"{len(names)} of {len(points)} sweep points ({few_names(names)})"
+        raise UserError(f"{which} would fail, so none was run: {sentence}")
 
 
 def run_sweep_command(argv: list[str]) -> None:
@@ -175,7 +206,10 @@ def run_sweep_command(argv: list[str]) -> None:
         raise
     spec = load_sweep(args["sweep_file"])
     points = expand(spec, extra)
-    check_points(points, extra)
+    # the data is looked up here, unless the points run on other machines (a Ray cluster's nodes) or
+    # nothing runs (a dry run lists what would)
+    remote = args["launcher"] == "ray" and args["address"]
+    check_points(points, extra, data=not (remote or args["dry_run"]))
     if args["dry_run"]:
         dry_run(spec, points, extra, args["force"])
         return

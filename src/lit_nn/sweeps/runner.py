@@ -291,15 +291,15 @@ def summarize_failures(outcomes: Sequence[Outcome], total: int) -> str:
 
     if len(ordered) == 1:
         (status, reason), names = ordered[0]
-        return f"{failed} of {total} points {said(status, failed)}: {reason} ({_some_names(names)})"
+        return f"{failed} of {total} points {said(status, failed)}: {reason} ({few_names(names)})"
     lines = [f"{failed} of {total} points did not finish, for {len(ordered)} reasons:"]
-    lines += [f"  {len(names)} {said(status, len(names))}: {reason} ({_some_names(names)})"
+    lines += [f"  {len(names)} {said(status, len(names))}: {reason} ({few_names(names)})"
               for (status, reason), names in ordered]
     return "\n".join(lines)
 
 
-def _some_names(names: Sequence[str], shown: int = SHOWN_NAMES) -> str:
-    """``a, b, c and 18 more``: enough names to find the runs, never a wall of them."""
+def few_names(names: Sequence[str], shown: int = SHOWN_NAMES) -> str:
+    """``a, b, c and 18 more``: enough names of runs to find them, never a wall of them."""
     if len(names) <= shown + 1:  # "and 1 more" says no less than the name itself
         return ", ".join(names)
     return f"{', '.join(names[:shown])} and {len(names) - shown} more"
