@@ -23,6 +23,7 @@ from typing import Any
 from jsonargparse import ArgumentParser
 
 from lit_nn.cli.config_checks import condense_parser_error
+from lit_nn.compat.jsonargparse import parser_actions
 from lit_nn.core.errors import UserError
 
 TRUE_FALSE = ("true", "false", "yes", "no", "on", "off", "1", "0")
@@ -171,7 +172,7 @@ def parser_error(err: Exception, parser: ArgumentParser, prog: str) -> UserError
 
 def option_names(parser: ArgumentParser) -> list[str]:
     """The long options a parser accepts."""
-    return sorted({o for action in parser._actions for o in action.option_strings if o.startswith("--")})
+    return sorted({o for action in parser_actions(parser) for o in action.option_strings if o.startswith("--")})
 
 
 def unknown_option(option: str, valid: list[str], prog: str, hint: str = "") -> UserError:

@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_nn.cli.progress import ProgressBar
+from lit_nn.compat.jsonargparse import subcommand_parsers
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Metric
 from lit_nn.data.datamodule import LitDataModule
@@ -316,7 +317,7 @@ def trainer_parser(command: str = "fit") -> LightningArgumentParser:
     try:
         _ParserOnly(args=[])
     except _ParserBuilt as built:
-        return built.parser._subcommands_action._name_parser_map[command]
+        return subcommand_parsers(built.parser)[command]
     raise RuntimeError("LitNNCLI did not build a parser")
 
 

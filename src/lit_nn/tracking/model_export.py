@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import numpy as np
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from lit_nn.compat.mlflow import modules_to_packages
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Artifact
 from lit_nn.core.signatures import init_arg_names
@@ -253,26 +254,13 @@ def quiet(logger: str) -> Iterator[None]:
         log.setLevel(level)
 
 
-@contextmanager
-def no_distribution_scan() -> Iterator[None]:
+def no_distribution_scan() -> AbstractContextManager[None]:
     """Spare MLflow's check of the requirements against the environment its first-call scan of
     every installed distribution's file list (~1.6 s with torch installed).
 
     The check wants a module → distribution map only to find a version that
     ``importlib.metadata`` cannot; ``pinned_requirements`` read theirs from it, so the map of
-    those is enough. MLflow keeps the map in a private global: if it is gone or already filled,
-    nothing changes (the scan happens, it is only slower); afterwards it is reset, so any
-    later inference of requirements in this process scans as usual.
+    those is enough (:func:`lit_nn.compat.mlflow.modules_to_packages`: MLflow keeps the map in a
+    private global).
     """
-    from mlflow.utils import requirements_utils
-
-    ours = {name: [name] for name in REQUIREMENTS}
-    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", ours) is not None:
-        yield
-        return
-    requirements_utils._MODULES_TO_PACKAGES = ours
-    try:
-        yield
-    finally:
-        if requirements_utils._MODULES_TO_PACKAGES is ours:
-            requirements_utils._MODULES_TO_PACKAGES = None
+    return modules_to_packages({name: [name] for name in REQUIREMENTS})

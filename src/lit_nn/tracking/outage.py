@@ -33,12 +33,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from lit_nn.compat.mlflow import allow_http_retries
 from lit_nn.core.errors import UserError
 
 RETRY_ENV = "LIT_NN_TRACKING_RETRY_S"
 MAX_RETRY_S = 24 * 3600
 BACKOFF_CAP_S = 120.0  # urllib3's Retry.DEFAULT_BACKOFF_MAX, which MLflow does not change
-MLFLOW_RETRY_LIMIT = 10  # MLflow refuses more retries unless _MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT says so
 
 
 class TrackingServerDown(UserError):
@@ -87,8 +87,7 @@ def configure_retries(uri: str) -> float:
         retries = retries_for(window)
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
         os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
-        if retries > MLFLOW_RETRY_LIMIT:
-            os.environ["_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT"] = str(retries)
+        allow_http_retries(retries)  # above MLflow's cap of 10, which it enforces otherwise
     window = retry_window_s()
     _install_notice(uri, window)
     return window
