@@ -48,6 +48,15 @@ class DivergedError(UserError):
 Monitor = tuple[str, Literal["min", "max"]]
 
 
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The Trainer running ``module``, or None when there is none (a model built by hand, loaded
+    for MLflow or a test): ``module.trainer`` raises RuntimeError then."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
 class LitModel(L.LightningModule):
     """Base for every lit-nn model: the optimizer, the divergence check and the training loss.
 
@@ -159,7 +168,8 @@ class LitModel(L.LightningModule):
             self._nonfinite, self._nonfinite_from = bad, self.global_step
         else:
             self._nonfinite |= bad
-        interval = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        trainer = attached_trainer(self)
+        interval = trainer.log_every_n_steps if trainer is not None else 1
         if (batch_idx + 1) % max(interval, 1) == 0:
             self.raise_if_diverged()
 

@@ -24,7 +24,7 @@ from lit_nn.core.errors import UserError, check_fraction, check_positive, unknow
 from lit_nn.core.names import Metric
 from lit_nn.core.signatures import init_arg_names
 from lit_nn.data.text import TextDataModule, encode
-from lit_nn.models.base import LitModel
+from lit_nn.models.base import LitModel, attached_trainer
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
@@ -166,7 +166,8 @@ class CharRNN(LitModel):
         return self.hparams.vocab or ""
 
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        trainer = attached_trainer(self)
+        datamodule = trainer.datamodule if trainer is not None else None
         data_vocab = datamodule.vocab if isinstance(datamodule, TextDataModule) else None
         if self.rnn is None:
             if not data_vocab:
