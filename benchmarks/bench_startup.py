@@ -47,7 +47,8 @@ IMPORT_PROBES = {
     # then skip the ~10^5-10^6 objects torch, Lightning and MLflow leave behind
     "import_cli_freeze_s": "import gc, lit_nn.cli.train; gc.freeze()",
     # how the lit-nn command ends: atexit handlers, then no interpreter finalization at all
-    "import_cli_exit_now_s": "import lit_nn.cli.train; from lit_nn.cli.main import exit_now; exit_now(0)",
+    "import_cli_exit_now_s": ("from lit_nn.cli.main import skip_finalization_at_exit; skip_finalization_at_exit(); "
+                              "import lit_nn.cli.train"),
 }
 # whole commands a user types before any training, timed as processes (issue: <= 1.5 s for help)
 COMMANDS = {
@@ -208,7 +209,7 @@ def report(result: dict[str, Any]) -> str:
               f"- The same with `gc.freeze()` before exit: {fmt_s(result['import_cli_freeze_s'])} — Python's final "
               "garbage collections walk every object torch, Lightning and MLflow created; frozen, they are skipped "
               "(but with torch >= 2.15 nanobind then reports them as leaked). How `lit-nn` ends instead, atexit "
-              f"handlers and no finalization (`exit_now`): {fmt_s(result['import_cli_exit_now_s'])}.",
+              f"handlers and no finalization (`skip_finalization_at_exit`): {fmt_s(result['import_cli_exit_now_s'])}.",
               f"- Start-up and exit: {fmt_s(overhead)} ({100 * overhead / wall:.0f} % of the run); training "
               f"{fmt_s(training)} ({100 * training / wall:.0f} %)"
               + (f", {fmt_s(mt['per_epoch_s'])} per epoch." if mt["per_epoch_s"] else ".")]

@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from lit_nn.core.errors import UserError
 
@@ -165,34 +165,45 @@ def dispatch(argv: list[str]) -> None:
         sys.exit(down.exit_code)
 
 
-def exit_now(code: int) -> NoReturn:
-    """End the process the moment its work is done: flush, run the atexit handlers, then skip the
-    interpreter's finalization.
+_exit_status = 0
 
-    Finalizing would garbage-collect the ~10^6 objects torch, Lightning and MLflow created
-    (over a second on 2 cores); freezing them instead (``gc.freeze``) made nanobind, loaded with
-    triton by torch >= 2.15, report every surviving object as leaked, after the result.
+
+def skip_finalization_at_exit() -> None:
+    """Make a normal exit of this process end right after its exit handlers (:func:`_end_process`);
+    call it before importing torch, Lightning or MLflow, so that their handlers still run."""
+    atexit.register(_end_process)
+
+
+def _end_process() -> None:
+    """End the process once the exit handlers have run, skipping the interpreter's finalization.
+
+    Registered before torch, Lightning and MLflow are imported, so it runs after their handlers
+    (they run last registered, first run). Finalizing would then only garbage-collect the ~10^6
+    objects those libraries created (over a second on 2 cores); freezing them instead
+    (``gc.freeze``) made nanobind, loaded with triton by torch >= 2.15, report every surviving
+    object as leaked, after the result.
     """
-    try:
-        atexit._run_exitfuncs()  # what a normal exit runs first: logging.shutdown, MLflow's, torch's
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+    logging.shutdown()  # its handler was registered before this one (lit-nn imports logging first)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(_exit_status)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``lit-nn`` console script (``argv`` defaults to ``sys.argv[1:]``).
 
     Called with ``argv`` (tests, notebooks) it returns or raises SystemExit as usual; as the
-    console script it ends the process through :func:`exit_now`.
+    console script it exits with the command's status through a normal exit, whose last step
+    (:func:`_end_process`) skips the interpreter's finalization.
     """
+    global _exit_status
     if argv is not None:
         dispatch(list(argv))
         return
+    skip_finalization_at_exit()
     code = 0
     try:
         dispatch(sys.argv[1:])
@@ -207,4 +218,5 @@ def main(argv: list[str] | None = None) -> None:
     except BaseException:  # a bug: keep its traceback
         traceback.print_exc()
         code = 1
-    exit_now(code)
+    _exit_status = code
+    sys.exit(code)
