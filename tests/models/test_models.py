@@ -138,3 +138,17 @@ def test_per_layer_widths_from_the_command_line(capsys):
                       "--print_config")
     assert result.returncode == 0, result.stderr
     assert "- 128\n    - 64" in result.stdout or "hidden: [128, 64]" in result.stdout
+
+
+def test_attached_trainer_is_the_trainer_or_none_outside_one():
+    """Models ask for their Trainer where they may have none (built by hand, loaded for MLflow):
+    LightningModule.trainer raises then, and attached_trainer says None."""
+    import lightning as L
+
+    from lit_nn.models.base import attached_trainer
+
+    model = MLP(depth=0)
+    assert attached_trainer(model) is None
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    model.trainer = trainer  # what Trainer.fit does first
+    assert attached_trainer(model) is trainer
