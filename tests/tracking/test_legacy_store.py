@@ -58,6 +58,18 @@ def test_the_legacy_sweep_reports_and_its_finished_points_are_skipped(legacy_sto
     assert "ran 0 point(s)" in again.stdout and "skipped 2 finished" in again.stdout
 
 
+def test_checkpoints_file_the_best_checkpoints_state_where_the_legacy_ones_did():
+    """Lightning files a callback's state (best score, best path) under a key made of its class name
+    and settings; a resumed run finds its best only if RunCheckpoint's key has not changed."""
+    import torch
+
+    from lit_nn.models import MLP
+    from lit_nn.tracking.callbacks import RunCheckpoint
+
+    legacy = torch.load(LEGACY / "store" / "checkpoints" / KILLED / "last.ckpt", map_location="cpu", weights_only=True)
+    assert RunCheckpoint(MLP()).state_key in legacy["callbacks"]
+
+
 def test_the_legacy_killed_run_resumes_to_the_end(legacy_store: Path, capsys):
     from mlflow.tracking import MlflowClient
 

@@ -138,11 +138,16 @@ def test_no_retries_is_one_quick_try_and_restores_the_settings():
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7" and "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
 
 
-def tracker_of_run(url: str, run_id: str):
+def tracker_of_run(url: str, run_id: str, monkeypatch: pytest.MonkeyPatch):
+    """A tracker whose run was found before the outage: MLFlowLogger's client without its request."""
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow import MlflowClient
+
     from lit_nn.tracking.logger import MLflowTracker
 
-    tracker = MLflowTracker("outage", tracking_uri=url)
-    tracker._initialized, tracker._run_id = True, run_id  # as if the run had been created before the outage
+    monkeypatch.setattr(MLFlowLogger, "experiment", property(lambda self: MlflowClient(url)))
+    tracker = MLflowTracker("outage", run_id=run_id, tracking_uri=url)
+    assert tracker.experiment is not None and tracker.started_run_id == run_id
     return tracker
 
 
@@ -158,7 +163,7 @@ def test_a_run_failed_by_the_outage_records_its_end_with_one_try(monkeypatch: py
         raise refused(url)
 
     monkeypatch.setattr(logger, "end_run", end_run)
-    tracker = tracker_of_run(url, "abc123")
+    tracker = tracker_of_run(url, "abc123", monkeypatch)
     tracker.failure = refused(url)
     tracker.finalize("failed")  # does not raise
     ((retries, run_id, status, reason),) = tries
@@ -166,11 +171,11 @@ def test_a_run_failed_by_the_outage_records_its_end_with_one_try(monkeypatch: py
     assert reason.startswith(f"the tracking server at {url} did not answer for ")
 
 
-def test_a_fit_ended_by_the_outage_raises_the_sentence():
+def test_a_fit_ended_by_the_outage_raises_the_sentence(monkeypatch: pytest.MonkeyPatch):
     from lit_nn.cli.train import server_outage_as_error
 
     url = closed_url()
-    trainer = SimpleNamespace(loggers=[tracker_of_run(url, "abc123")], checkpoint_callback=None)
+    trainer = SimpleNamespace(loggers=[tracker_of_run(url, "abc123", monkeypatch)], checkpoint_callback=None)
     with pytest.raises(TrackingServerDown, match="run abc123 had written no checkpoint yet"):
         with server_outage_as_error(trainer):
             raise refused(url)

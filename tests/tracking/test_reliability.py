@@ -57,6 +57,44 @@ def test_last_checkpoint_is_the_last_epoch_even_when_it_was_not_the_best(client,
     assert last["epoch"] == 2 and last["global_step"] == 6
 
 
+def test_a_fit_whose_validation_never_ran_writes_last_ckpt_at_its_end(client, capsys):
+    """No epoch validated (every 3rd epoch, of 2), so no checkpoint was due: last.ckpt is written once,
+    at the end, for resuming; best.ckpt, which needs the monitor, is not."""
+    args = ["fit", "-c", "experiments/mnist_mlp.yaml", "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch",
+            "3", "--trainer.limit_train_batches", "2", "--test_after_fit", "false", "--log_model", "false",
+            "--experiment", "noval", *QUIET]
+    assert run_main(capsys, *args).returncode == 0
+    (run,) = runs_of(client, "noval")
+    folder = Path(run.data.tags["checkpoint_dir"])
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt"]
+    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2 and last["global_step"] == 4
+
+
+def test_on_a_tracking_server_the_logger_uploads_each_last_ckpt(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Lightning tells the logger of every checkpoint written; on a server last.ckpt goes to the run
+    (resuming from any machine), best.ckpt waits for the end of the fit; a local store keeps both here."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from lit_nn.tracking.callbacks import LastCheckpoint, RunCheckpoint
+    from lit_nn.tracking.logger import MLflowTracker
+
+    monkeypatch.setattr(MLFlowLogger, "experiment", property(lambda self: None))  # the run exists: no request
+    uploads = []
+    best, last = RunCheckpoint(MLP()), LastCheckpoint()
+    best.dirpath = last.dirpath = str(tmp_path)
+    for uri in ("http://127.0.0.1:5000", f"sqlite:///{tmp_path}/mlflow.db"):
+        tracker = MLflowTracker("up", run_id="abc123", tracking_uri=uri)
+        monkeypatch.setattr(tracker, "log_artifact", lambda path, where=None, uri=uri: uploads.append((uri, Path(path), where)))
+        tracker.after_save_checkpoint(last)  # not written: nothing to upload
+        (tmp_path / "best.ckpt").write_bytes(b"best")
+        (tmp_path / "last.ckpt").write_bytes(b"last")
+        tracker.after_save_checkpoint(best)
+        tracker.after_save_checkpoint(last)
+        (tmp_path / "last.ckpt").unlink()
+    assert uploads == [("http://127.0.0.1:5000", tmp_path / "last.ckpt", "checkpoints")]
+
+
 def _checkpoint(tmp_path: Path, model: torch.nn.Module) -> Path:
     import lightning as L
 

@@ -29,7 +29,13 @@ from lit_nn.core.names import Metric
 from lit_nn.data.datamodule import LitDataModule
 from lit_nn.data.images import ImageDataModule
 from lit_nn.models.base import Classifier, LitModel
-from lit_nn.tracking.callbacks import MLflowSaveConfig, RunCheckpoint, RunRecorder, find_tracker
+from lit_nn.tracking.callbacks import (
+    LastCheckpoint,
+    MLflowSaveConfig,
+    RunCheckpoint,
+    RunRecorder,
+    find_tracker,
+)
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
 from lit_nn.tracking.logger import MLflowTracker
 from lit_nn.tracking.model_export import ModelExport, check_register_name
@@ -127,8 +133,8 @@ class LitNNCLI(LightningCLI):
         settings = self._settings()
         if settings.get("images") and self.subcommand != "predict":
             raise UserError(f"--images is an option of lit-nn predict, not of lit-nn {self.subcommand}")
-        trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        callbacks = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        trainer_config = {**self.config_init[self.subcommand].get("trainer", {}), **kwargs}
+        callbacks: list[Callback] = []  # lit-nn's; Lightning's instantiate_trainer adds the config's callback keys
         resume_id = self._resume() if self.subcommand == "fit" else None
         if settings.get("ckpt_path") and not resume_id:
             check_checkpoint_matches(settings.ckpt_path, self.model)
@@ -146,7 +152,7 @@ class LitNNCLI(LightningCLI):
         if trainer_config.get("enable_progress_bar", True) is not False:
             callbacks.append(ProgressBar())
         if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
-            callbacks.append(RunCheckpoint(self.model))
+            callbacks += [RunCheckpoint(self.model), LastCheckpoint()]  # best.ckpt, then last.ckpt each epoch
         elif settings.get("register"):
             raise UserError("--register registers the best checkpoint, and --trainer.enable_checkpointing false "
                             "writes none")
@@ -154,8 +160,10 @@ class LitNNCLI(LightningCLI):
         check_devices(trainer_config)
         if self.subcommand == "fit":
             check_budget(trainer_config)
+        configured = trainer_config.get("callbacks") or []  # the config's trainer.callbacks come first
+        trainer_config["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
         try:
-            return self._instantiate_trainer(trainer_config, callbacks)
+            return super().instantiate_trainer(**trainer_config)
         except (MisconfigurationException, ValueError) as err:  # Trainer's own argument checks
             raise UserError(f"invalid Trainer setting: {err}") from None
 

@@ -90,17 +90,15 @@ class MLflowSaveConfig(SaveConfigCallback):
         tracker.log_text(config_yaml, self.config_filename)
 
 
-class RunCheckpoint(ModelCheckpoint):
-    """Checkpoints in ``<checkpoint root>/<run id>/``: ``best.ckpt`` (by the model's monitor) and ``last.ckpt``.
+class _InRunFolder(ModelCheckpoint):
+    """A ``ModelCheckpoint`` writing into ``<checkpoint root>/<run id>/`` (``untracked/`` without a run).
 
     The run id exists only on rank 0; ``ModelCheckpoint.setup`` broadcasts rank 0's dirpath
     to the other ranks, so every rank agrees on the folder.
     """
 
-    def __init__(self, model: LitModel, root: Path | None = None) -> None:
-        monitor, mode = model.monitor
-        super().__init__(monitor=monitor, mode=mode, filename="best", save_last=True, save_top_k=1,
-                         enable_version_counter=False)
+    def __init__(self, root: Path | None = None, **kwargs: Any) -> None:
+        super().__init__(save_top_k=1, enable_version_counter=False, **kwargs)
         self.root = root
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -110,32 +108,51 @@ class RunCheckpoint(ModelCheckpoint):
             self.dirpath = str((self.root or checkpoint_root()) / run)
         super().setup(trainer, pl_module, stage)
 
-    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
-        super()._save_last_checkpoint(trainer, monitor_candidates)
-        self._last_written_step = trainer.global_step
-        tracker = find_tracker(trainer)
-        if (trainer.is_global_zero and tracker is not None and tracker.run_id
-                and tracker.tracking_uri.startswith(("http://", "https://")) and Path(self.last_model_path).is_file()):
-            # on a tracking server the run, not this disk, holds what resuming needs: a crash
-            # loses at most one epoch, and --resume RUN_ID works from any machine
-            tracker.log_artifact(self.last_model_path, "checkpoints")
 
-    # last.ckpt wherever Lightning saves (the end of each training epoch, or of each validation when
-    # it runs within epochs), as resuming needs: Lightning 2.6 writes it only when best.ckpt
-    # improved, so a run killed after a worse epoch would resume epochs behind
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_missing(trainer)
+class RunCheckpoint(_InRunFolder):
+    """``best.ckpt`` in the run's checkpoint folder, by the model's monitor.
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_missing(trainer)
+    Its class name is part of the state key Lightning files its state under in every checkpoint
+    (best score, best path): a resumed run finds it only under the same name.
+    """
 
-    def _save_last_if_missing(self, trainer: L.Trainer) -> None:
-        if not self._should_skip_saving_checkpoint(trainer) and getattr(self, "_last_written_step", None) != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+    def __init__(self, model: LitModel, root: Path | None = None) -> None:
+        monitor, mode = model.monitor
+        super().__init__(root, monitor=monitor, mode=mode, filename="best")
+
+
+class LastCheckpoint(_InRunFolder):
+    """``last.ckpt`` in the run's checkpoint folder, after every epoch whatever the monitor did.
+
+    It is what resuming reads, so it is written wherever Lightning saves (the end of each training
+    epoch, or of each validation when it runs within epochs or every n epochs), not only when
+    ``best.ckpt`` improved as ``save_last=True`` would. A fit that wrote no checkpoint at all (its
+    validation never ran, ``fast_dev_run``) writes it once at the end, as ``save_last`` does.
+    On a tracking server the logger uploads each one (:meth:`MLflowTracker.after_save_checkpoint`).
+    Comes after :class:`RunCheckpoint` among the callbacks, so each last.ckpt holds that epoch's best.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        super().__init__(root, monitor=None, filename=self.CHECKPOINT_NAME_LAST)
+        self.wrote_this_fit = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self.wrote_this_fit = False
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        self.wrote_this_fit = True  # any checkpoint of this fit, best.ckpt included
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self.wrote_this_fit:
+            return
+        self.best_model_path = self.format_checkpoint_name({})
+        trainer.save_checkpoint(self.best_model_path, self.save_weights_only)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(self)
 
 
 class RunRecorder(L.Callback):
