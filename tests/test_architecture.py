@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -92,3 +93,145 @@ def test_tag_and_metric_names_are_not_spelt_out():
             for n, line in enumerate(p.read_text().splitlines(), 1) for m in literal.finditer(line)
             if m.group(1) in keys]
     assert hits == []
+
+
+# -- libraries' private names live in lit_nn/compat only -----------------------------------------
+COMPAT = SRC / "compat"
+# private names of Lightning, MLflow and jsonargparse that lit-nn once used outside compat/
+ONCE_USED_PRIVATES = (
+    "_save_last_checkpoint", "_should_save_on_train_epoch_end", "_monitor_candidates", "_should_skip_saving_checkpoint",
+    "_tracking_uri", "_run_id", "_initialized", "_experiment_name", "_instantiate_trainer", "_get", "_parser",
+    "_subcommands_action", "_name_parser_map", "_actions", "_trainer", "_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT",
+    "_MODULES_TO_PACKAGES",
+)
+# underscored names that are public API: namedtuple's methods, os._exit
+PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
+# what another piece of work replaces (issue 23: cli/main.py's exit path, with the SIGTERM handling)
+NOT_YET = {("cli/main.py", "atexit._run_exitfuncs")}
+
+
+def outside_compat() -> list[Path]:
+    return [p for p in source_files() if COMPAT not in p.parents]
+
+
+def test_once_used_library_privates_stay_in_compat():
+    pattern = re.compile(r"(?<![\w])(" + "|".join(ONCE_USED_PRIVATES) + r")\b")
+    hits = [f"{p.relative_to(SRC)}:{n}: {line.strip()}" for p in outside_compat()
+            for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not hits, "a library's private name outside lit_nn/compat (add a hook there):\n" + "\n".join(hits)
+
+
+def own_private_names() -> set[str]:
+    """Every underscored name lit-nn itself defines outside compat: functions, classes, variables,
+    the attributes it sets on its objects and classes (``self._x = ...``), names it imports."""
+    names = set()
+    for path in outside_compat():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name) \
+                    and (node.value.id in ("self", "cls") or node.value.id[:1].isupper()):  # not a module's
+                names.add(node.attr)
+            elif isinstance(node, ast.alias):
+                names.add(node.asname or node.name.split(".")[-1])
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def test_no_library_private_attribute_or_module_outside_compat():
+    """``x._name`` only for names lit-nn defines itself; no import from a library's private module."""
+    own = own_private_names() | PUBLIC_UNDERSCORED
+    hits = []
+    for path in outside_compat():
+        rel = str(path.relative_to(SRC))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                text = ast.unparse(node)
+                if node.attr not in own and text != "os._exit" and (rel, text) not in NOT_YET:
+                    hits.append(f"{rel}:{node.lineno}: {text}")
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                    and not node.module.startswith(("lit_nn", "__future__")):
+                private = [p for p in node.module.split(".") if p.startswith("_")]
+                private += [a.name for a in node.names if a.name.startswith("_")]
+                if private:
+                    hits.append(f"{rel}:{node.lineno}: from {node.module} import {', '.join(a.name for a in node.names)}")
+            elif isinstance(node, ast.Import):
+                hits += [f"{rel}:{node.lineno}: import {a.name}" for a in node.names
+                         if not a.name.startswith("lit_nn") and any(p.startswith("_") for p in a.name.split("."))]
+    assert not hits, "a library's private name outside lit_nn/compat (add a hook there):\n" + "\n".join(hits)
+
+
+def class_index() -> dict[str, tuple[ast.ClassDef, list[str]]]:
+    """lit-nn's classes (outside compat) by dotted name, each with its bases as dotted names
+    (``lightning.LightningModule``, ``lit_nn.models.base.LitModel``), read from the source: some
+    modules cannot simply be imported (``pyfunc_model`` registers itself with MLflow)."""
+    index = {}
+    for path in outside_compat():
+        module = ".".join(("lit_nn", *path.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
+        tree = ast.parse(path.read_text())
+        imported = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+            elif isinstance(node, ast.Import):
+                imported.update({a.asname or a.name: a.name for a in node.names})
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                bases = []
+                for base in node.bases:
+                    head, *rest = ast.unparse(base).split(".")
+                    bases.append(".".join((imported.get(head, f"{module}.{head}"), *rest)))
+                index[f"{module}.{node.name}"] = (node, bases)
+    return index
+
+
+def library_privates(dotted: str) -> set[str]:
+    """The underscored names of a library class and its ancestors: its members, and the
+    attributes its source sets or reads on ``self``."""
+    import importlib
+    import inspect
+
+    module, _, name = dotted.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):  # a name from a module imported whole: lightning.pytorch...
+        head, _, rest = dotted.partition(".")
+        cls = importlib.import_module(head)
+        for part in rest.split("."):
+            cls = getattr(cls, part)
+    names = set()
+    for base in inspect.getmro(cls):
+        if base.__module__ == "builtins":
+            continue
+        names |= {n for n in vars(base) if n.startswith("_") and not n.startswith("__")}
+        try:
+            names |= set(re.findall(r"self\.(_[A-Za-z]\w*)", inspect.getsource(base)))
+        except (OSError, TypeError):
+            pass
+    return names
+
+
+def test_subclasses_of_library_classes_use_none_of_their_private_names():
+    """A lit-nn subclass neither overrides nor reads its library base's ``_name``s (its methods, and
+    the attributes its source sets): they change without notice, and a clash is silent."""
+    index = class_index()
+
+    def theirs(dotted: str) -> set[str]:
+        if dotted in index:
+            return set().union(*(theirs(b) for b in index[dotted][1]))
+        standard = dotted.startswith("lit_nn.") or dotted.split(".")[0] in sys.stdlib_module_names
+        return set() if standard else library_privates(dotted)  # a third-party library's class
+
+    hits = []
+    for name, (node, bases) in index.items():
+        private = set().union(*(theirs(b) for b in bases))
+        if not private:
+            continue
+        source = ast.unparse(node)
+        ours = set(re.findall(r"(?:self|cls|super\(\))\.(_[A-Za-z]\w*)", source))
+        ours |= {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+        ours |= {t.id for n in node.body if isinstance(n, ast.Assign | ast.AnnAssign)
+                 for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        hits += [f"{name}: {attr}" for attr in sorted(ours & private) if attr.startswith("_") and not attr.startswith("__")]
+    assert not hits, "a library's private name used by a subclass (add a hook to lit_nn/compat):\n" + "\n".join(hits)
