@@ -10,6 +10,7 @@ import torch
 
 from lit_nn.cli.commands import COMMANDS, run_tool
 from lit_nn.cli.tool_parser import build_parser
+from lit_nn.compat.jsonargparse import parser_actions
 from lit_nn.core.errors import UserError
 from lit_nn.data.text import TextDataModule, encode
 from lit_nn.models import CharRNN
@@ -99,7 +100,7 @@ def test_help_documents_every_option(capsys) -> None:
         run_tool("generate", ["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for action in build_parser(COMMANDS["generate"])._actions:
+    for action in parser_actions(build_parser(COMMANDS["generate"])):
         assert action.help, action.dest
         for option in action.option_strings:
             assert option in out

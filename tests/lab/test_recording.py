@@ -11,6 +11,7 @@ import torch
 from lit_nn import cli
 from lit_nn.cli.commands import lab_parser
 from lit_nn.cli.commands import run_lab_command as lab_main
+from lit_nn.compat.jsonargparse import parser_actions, subcommand_parsers
 from lit_nn.core.errors import UserError
 from lit_nn.lab import LABS
 from lit_nn.lab.recording import lab_run, limited_threads
@@ -59,11 +60,11 @@ def test_limited_threads_restores_torch_threads():
 
 
 def test_every_lab_option_is_documented():
-    subparsers = lab_parser()._subcommands_action._name_parser_map
+    subparsers = subcommand_parsers(lab_parser())
     assert set(subparsers) == {*LABS, "all"}
     for name in LABS:
         sub = subparsers[name]
-        options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
+        options = [a for a in parser_actions(sub) if a.option_strings and a.dest != "help"]
         assert options, name
         help_text = sub.format_help()
         for action in options:
