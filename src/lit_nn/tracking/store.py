@@ -165,11 +165,9 @@ def open_local_store(uri: str, db: Path) -> None:
         return
     import fcntl
 
-    from mlflow.tracking import MlflowClient
-
     with open(db.with_name(db.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, also if MLflow raises
-        MlflowClient(uri)  # builds MLflow's store for the URI: creates or upgrades the tables
+        _new_client(uri)  # builds MLflow's store for the URI: creates or upgrades the tables
     _OPENED.add(uri)
 
 
@@ -188,9 +186,13 @@ def checkpoint_root(uri: str | None = None) -> Path:
 def tracking_client(uri: str | None = None) -> Any:
     """The one way lit-nn talks to the tracking store: an ``MlflowClient`` on ``uri`` (default:
     :func:`resolve_tracking_uri`), after making sure a local store can be written."""
+    return _new_client(prepare_store(uri))
+
+
+def _new_client(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(prepare_store(uri))
+    return MlflowClient(uri)
 
 
 def ensure_experiment(name: str, uri: str | None = None) -> str:
