@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_nn.core.errors import UserError
+from lit_nn.core.signals import SIGTERM_EXIT, is_sigterm, sigterm_handled
 
 TRAINER_COMMANDS = {
     "fit": "train a model, then evaluate it on the test set",
@@ -134,8 +135,19 @@ def quiet_libraries() -> None:
 
 
 def dispatch(argv: list[str]) -> None:
-    """Run one ``lit-nn`` command line; a user's mistake becomes one ``error:`` line and SystemExit."""
+    """Run one ``lit-nn`` command line; a user's mistake becomes one ``error:`` line and SystemExit.
+
+    SIGTERM stops the command as Ctrl-C does (:mod:`lit_nn.core.signals`), and neither leaves a
+    run of the command RUNNING.
+    """
+    from lit_nn.tracking.lifecycle import end_runs_on_interrupt
+
     quiet_libraries()
+    with sigterm_handled(), end_runs_on_interrupt():
+        _dispatch(argv)
+
+
+def _dispatch(argv: list[str]) -> None:
     try:
         if not argv or argv[0] in ("-h", "--help"):
             _print_overview()
@@ -208,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         dispatch(sys.argv[1:])
     except SystemExit as exit_:
-        if isinstance(exit_.code, int) or exit_.code is None:
+        if is_sigterm(exit_):
+            code = SIGTERM_EXIT
+        elif isinstance(exit_.code, int) or exit_.code is None:
             code = exit_.code or 0
         else:
             print(exit_.code, file=sys.stderr)

@@ -37,6 +37,7 @@ from lit_nn.tracking.callbacks import (
     find_tracker,
 )
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
+from lit_nn.tracking.interrupts import StopOnSigterm
 from lit_nn.tracking.logger import MLflowTracker
 from lit_nn.tracking.model_export import ModelExport, check_register_name
 from lit_nn.tracking.outage import server_down
@@ -134,7 +135,9 @@ class LitNNCLI(LightningCLI):
         if settings.get("images") and self.subcommand != "predict":
             raise UserError(f"--images is an option of lit-nn predict, not of lit-nn {self.subcommand}")
         trainer_config = {**self.config_init[self.subcommand].get("trainer", {}), **kwargs}
-        callbacks: list[Callback] = []  # lit-nn's; Lightning's instantiate_trainer adds the config's callback keys
+        # lit-nn's, StopOnSigterm first (a SIGTERM stops the stage before the others' end hooks); Lightning's
+        # instantiate_trainer adds the config's callback keys
+        callbacks: list[Callback] = [StopOnSigterm()]
         resume_id = self._resume() if self.subcommand == "fit" else None
         if settings.get("ckpt_path") and not resume_id:
             check_checkpoint_matches(settings.ckpt_path, self.model)

@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Tag
-from lit_nn.tracking.lifecycle import RunStatus, end_run, failure_reason
+from lit_nn.core.signals import Terminated
+from lit_nn.tracking.lifecycle import RunStatus, end_run, failure_reason, is_interrupt
 from lit_nn.tracking.listing import search_all_runs
 from lit_nn.tracking.store import (
     DATABASE_SCHEMES,
@@ -232,10 +233,10 @@ def copy_runs(source: Any, source_uri: str, target_uri: str, experiment_ids: Seq
                 continue
             parent_copy = report.copied.get(parent or "") or report.already.get(parent or "")
             new_id, what = copy_run(source, target, run, experiment_id, parent_copy, origin, source_uri)
-        except (Exception, KeyboardInterrupt) as err:
-            say(f"{head}: failed ({_first_line(err) if str(err) else failure_reason(err)})")
+        except (Exception, KeyboardInterrupt, Terminated) as err:
+            say(f"{head}: failed ({_first_line(err) if str(err) and not is_interrupt(err) else failure_reason(err)})")
             say(report.summary())
-            if isinstance(err, KeyboardInterrupt):
+            if is_interrupt(err):
                 raise
             raise UserError(f"copying run {run_id} to {report.target} failed: {_first_line(err)}; run the same command "
                             "again to go on (runs already copied are skipped, an incomplete copy is replaced)") from None

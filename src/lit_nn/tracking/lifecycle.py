@@ -5,21 +5,27 @@ run that ends other than FINISHED always says why (the ``failure_reason`` tag). 
 through the Lightning logger (:class:`lit_nn.tracking.logger.MLflowTracker`), labs and the
 sweep's parent run through :func:`tracked_run`, sweep points and dead runs through the
 sweep and :func:`lit_nn.tracking.liveness.reap_dead_runs`; all of them through :func:`end_run`.
+Ctrl-C and SIGTERM end a run KILLED, each with its own reason; :func:`end_runs_on_interrupt`
+makes sure no interrupt leaves a run of the command RUNNING.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import Enum
 from typing import Any
 
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Tag
+from lit_nn.core.signals import SIGTERM_REASON, is_sigterm
+from lit_nn.tracking.outage import no_retries
 from lit_nn.tracking.store import standard_tags
 
 MAX_REASON = 5000  # MLflow tag values are limited; a reason is a sentence, not a log
-INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
+INTERRUPTED = "interrupted (Ctrl-C)"
+# runs this process opened (or reopened) and has not ended yet: what end_runs_on_interrupt ends
+_open_runs: dict[str, Any] = {}
 
 
 class RunStatus(str, Enum):
@@ -38,10 +44,15 @@ class RunStatus(str, Enum):
 
     @classmethod
     def of(cls, error: BaseException | None) -> RunStatus:
-        """How a run that raised ``error`` ends: KILLED for an interrupt, FAILED otherwise."""
+        """How a run that raised ``error`` ends: KILLED for an interrupt (Ctrl-C, SIGTERM), FAILED otherwise."""
         if error is None:
             return cls.FINISHED
-        return cls.KILLED if isinstance(error, KeyboardInterrupt) else cls.FAILED
+        return cls.KILLED if is_interrupt(error) else cls.FAILED
+
+
+def is_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` is a signal stopping the process (Ctrl-C, SIGTERM) rather than a failure."""
+    return isinstance(error, KeyboardInterrupt) or is_sigterm(error)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -49,6 +60,8 @@ def failure_reason(error: BaseException) -> str:
     (jsonargparse and Lightning wrap the errors raised inside them)."""
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPTED
+    if is_sigterm(error):
+        return SIGTERM_REASON
     seen: set[int] = set()
     cur: BaseException | None = error
     while cur is not None and id(cur) not in seen:
@@ -73,19 +86,47 @@ def end_run(client: Any, run_id: str, status: RunStatus | str, reason: str = "",
         text = reason.strip() or f"ended {status.value} without a recorded reason"
         client.set_tag(run_id, Tag.FAILURE_REASON, text[:MAX_REASON])
     client.set_terminated(run_id, status.value, end_time)
+    _open_runs.pop(run_id, None)
 
 
 def reopen_run(client: Any, run_id: str) -> None:
     """Mark an ended run RUNNING again (resuming it): the old failure reason no longer holds."""
     client.update_run(run_id, status=RunStatus.RUNNING.value)
+    watch_run(client, run_id)
     if Tag.FAILURE_REASON in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, Tag.FAILURE_REASON)
+
+
+def watch_run(client: Any, run_id: str) -> None:
+    """Note that this process has ``run_id`` open until :func:`end_run` ends it, so that an interrupt
+    arriving where nothing else would end the run (a resumed fit before its Trainer starts, a signal
+    in the middle of ending it) still does not leave it RUNNING."""
+    _open_runs[run_id] = client
+
+
+@contextmanager
+def end_runs_on_interrupt() -> Iterator[None]:
+    """Around a whole command: when Ctrl-C or SIGTERM stops it, every run it opened that is still
+    RUNNING ends KILLED with the interrupt's reason (one try each: the process is on its way out)."""
+    _open_runs.clear()
+    try:
+        yield
+    except BaseException as err:
+        if is_interrupt(err):
+            reason = failure_reason(err)
+            for run_id, client in list(_open_runs.items()):
+                with no_retries(), suppress(Exception):  # a store that is down cannot be helped here
+                    if client.get_run(run_id).info.status == RunStatus.RUNNING:
+                        end_run(client, run_id, RunStatus.KILLED, reason)
+        raise
+    finally:
+        _open_runs.clear()
 
 
 class TrackedRun:
     """An open run: its id, its client, and the outcome to record when the block ends.
 
-    The block's own exceptions decide the outcome (FAILED, or KILLED for Ctrl-C); a block that
+    The block's own exceptions decide the outcome (FAILED, or KILLED for Ctrl-C and SIGTERM); a block that
     ends normally but did not succeed says so with :meth:`end_as`.
     """
 
@@ -108,7 +149,7 @@ def tracked_run(client: Any, experiment_id: str, run_name: str, tags: Mapping[st
     """Open a new run (or reopen ``run_id``) with lit-nn's standard tags; end it on exit.
 
     FINISHED when the block completes (unless it called ``end_as``), KILLED with a reason on
-    Ctrl-C, FAILED with the error as reason otherwise; the exception is re-raised.
+    Ctrl-C or SIGTERM, FAILED with the error as reason otherwise; the exception is re-raised.
     """
     all_tags = {**standard_tags(), **(tags or {})}
     if run_id is None:
