@@ -9,11 +9,14 @@ the test, having sent the signal, lets it go on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -256,3 +259,119 @@ def test_sigterm_mid_epoch_in_validation_and_in_the_test_each_resumes_to_the_end
     for key in ("train_loss", "val_acc", "val_loss"):
         assert steps(client, run_id, key) == [0, 1, 2], key  # every epoch once: none lost, none twice
     assert "test_acc" in run.data.metrics
+
+
+# -- a sweep: its point's worker, then the sweep itself ----------------------------------------------
+def point_runs(client) -> list:
+    return [r for r in runs_of(client, "sigsweep") if r.data.tags.get("sweep_role") != "parent"]
+
+
+def sweep_args(tmp_path: Path, hold: Path) -> list[str]:
+    """``lit-nn sweep`` of one small point that ``hold`` holds."""
+    trainer = {"max_epochs": 3, "limit_train_batches": 4, "limit_val_batches": 1, "limit_test_batches": 1,
+               "num_sanity_val_steps": 0, "callbacks": yaml.safe_load(hold.read_text())["trainer"]["callbacks"]}
+    sweep = {"name": "sigsweep",
+             "config": {"model": {"class_path": "lit_nn.models.MLP", "init_args": {"depth": 1}},
+                        "data": {"class_path": "lit_nn.data.ImageDataModule", "init_args": {"batch_size": 64}},
+                        "trainer": trainer},
+             "grid": {"model.hidden": [16]}, "seeds": [0]}
+    sweep_file = tmp_path / "sigsweep.yaml"
+    sweep_file.write_text(yaml.safe_dump(sweep))
+    return ["sweep", str(sweep_file), "--out", str(tmp_path / "out"), "--log_checkpoint", "false", "--log_model", "false"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_point_or_to_the_sweep_ends_the_point_killed_and_a_rerun_finishes_it(client, tmp_path):
+    hold = hold_config(tmp_path, "train", epoch=1, batch=1)
+    args = sweep_args(tmp_path, hold)
+
+    # SIGTERM to the worker training the point: that point ends KILLED, the sweep reports it
+    proc = start(*args)
+    worker = _worker_of_held_point(client, proc, hold)
+    terminate_when_held(proc, hold, pid=worker)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    (point,) = point_runs(client)
+    assert (point.info.status, point.data.tags["failure_reason"]) == ("KILLED", SIGTERM_REASON)
+    assert SIGTERM_REASON in out + err
+
+    # SIGTERM to the sweep alone (as `timeout` sends it): it stops its points by SIGTERM, exits 143
+    os.mkfifo(fifo_of(hold))
+    proc = start(*args)
+    _worker_of_held_point(client, proc, hold)
+    seen: list[str] = []
+
+    def forwarded() -> None:  # the sweep says so once it has sent its workers SIGTERM
+        while "stopping the running points" not in (line := proc.stderr.readline()):
+            assert line, "the sweep exited without stopping its points"
+            seen.append(line)
+        seen.append(line)
+
+    terminate_when_held(proc, hold, before_release=forwarded)
+    out, err = proc.communicate(timeout=300)
+    err = "".join(seen) + err
+    assert proc.returncode == SIGTERM_EXIT, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err and "run the same command again to finish them" in err
+    runs = runs_of(client, "sigsweep")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parent = next(r for r in runs if r.data.tags.get("sweep_role") == "parent")
+    assert parent.info.status == "KILLED" and parent.data.tags["failure_reason"].startswith(SIGTERM_REASON)
+    assert [(r.info.status, r.data.tags["failure_reason"]) for r in point_runs(client)] == [
+        ("KILLED", SIGTERM_REASON)] * 2
+
+    proc = start(*args)  # the FIFO is gone: nothing holds it
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-2000:] + err[-2000:]
+    assert "1 to run, 0 already FINISHED" in out
+    assert [r.info.status for r in point_runs(client)] == ["KILLED", "KILLED", "FINISHED"]
+
+
+def _worker_of_held_point(client, proc: subprocess.Popen, hold: Path) -> int:
+    """The pid of the worker whose point is RUNNING (it is or will be held: its run exists first)."""
+    deadline = time.monotonic() + 600
+    while True:
+        with contextlib.suppress(Exception):  # the experiment may not exist yet
+            running = [r for r in point_runs(client) if r.info.status == "RUNNING"]
+            if running:
+                return int(running[0].data.tags["pid"])
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "no point started"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_ray_task_ends_its_point_killed(client, tmp_path):
+    """The task's process (``ray::run_point``) passes SIGTERM on to the point, which ends KILLED
+    with the reason, and the task still returns the point's result to the sweep."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'lit-nn[ray]' (CI installs it)")
+    from helpers import free_port
+
+    ray = [sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.exit(main())"]
+    temp, port = tempfile.mkdtemp(prefix="ray", dir="/tmp"), free_port()  # short: Ray's socket paths
+    env = {**child_env(), "RAY_USAGE_STATS_ENABLED": "0"}  # its workers import Hold too
+    started = subprocess.run([*ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                              "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false",
+                              "--disable-usage-stats", "--temp-dir", temp], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    try:
+        hold = hold_config(tmp_path, "train", epoch=1, batch=1)
+        proc = start(*sweep_args(tmp_path, hold), "--launcher", "ray", "--address", f"127.0.0.1:{port}")
+        task = _parent_named(_worker_of_held_point(client, proc, hold), b"ray::")
+        terminate_when_held(proc, hold, pid=task)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        subprocess.run([*ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    (point,) = point_runs(client)
+    assert (point.info.status, point.data.tags["failure_reason"]) == ("KILLED", SIGTERM_REASON), out + err
+
+
+def _parent_named(pid: int, prefix: bytes) -> int:
+    """The nearest process above ``pid`` whose command line starts with ``prefix``."""
+    for _ in range(4):
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(prefix):
+            return pid
+    raise AssertionError(f"no {prefix.decode()} process above {pid}")

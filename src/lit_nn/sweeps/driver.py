@@ -25,6 +25,7 @@ import yaml
 
 from lit_nn.core.errors import UserError, check_positive, unknown_choice
 from lit_nn.core.names import Metric, Tag
+from lit_nn.core.signals import SIGTERM_EXIT, SIGTERM_REASON, install_sigterm_handler, sigterm_received
 from lit_nn.sweeps.grid import POINT_NAME, Point, SweepSpec, point_settings_count
 from lit_nn.sweeps.plan import decide, point_runs
 from lit_nn.sweeps.worker import SKIPPED
@@ -90,10 +91,6 @@ def gpus_per_point(config: dict[str, Any], extra_args: tuple[str, ...], given: i
     return 1
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 @dataclass(frozen=True)
 class SweepOptions:
     """How to run a sweep (the options of ``lit-nn sweep`` besides the file and the pass-through flags)."""
@@ -141,7 +138,8 @@ def worker_pins(spec: SweepSpec, extra: list[str], options: SweepOptions) -> lis
 
 def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: SweepOptions,
               worker_command: list[str]) -> int:
-    """Run (or resume) a sweep; return the exit status: 0, 1 when points failed, 130 when interrupted.
+    """Run (or resume) a sweep; return the exit status: 0, 1 when points failed, 130 when interrupted
+    (143 by SIGTERM).
 
     ``worker_command`` starts one worker process (``lit_nn.sweeps.worker.serve`` with a fit entry).
     """
@@ -200,8 +198,8 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
         if completed and options.report:
             report = _report(client, experiment_id, spec, parent, out_dir)
         if not completed:
-            parent_run.end_as(RunStatus.KILLED, f"interrupted with {len(todo) - len(outcomes)} point(s) "
-                                                "not started")
+            stopped = SIGTERM_REASON if sigterm_received() else "interrupted"
+            parent_run.end_as(RunStatus.KILLED, f"{stopped} with {len(todo) - len(outcomes)} point(s) not started")
         elif failed:
             parent_run.end_as(RunStatus.FAILED, f"{len(failed)} of {len(points)} points failed")
 
@@ -214,7 +212,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     if not completed:
         print(f"sweep interrupted: {len(todo) - len(outcomes)} point(s) not started; run the same command "
               "again to finish them", file=sys.stderr)
-        return 130
+        return SIGTERM_EXIT if sigterm_received() else 130
     if failed:
         listed = "; ".join(f"{o.point.run_name} ({o.status}: {o.reason[:160]})" for o in failed)
         print(f"{len(failed)} of {len(points)} points failed: {listed}", file=sys.stderr, flush=True)
@@ -297,7 +295,7 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
 
     outcomes: list[Any] = []
     start = time.monotonic()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = install_sigterm_handler()  # SIGTERM stops the points as Ctrl-C does (they get SIGTERM)
     try:
         with tempfile.TemporaryDirectory(prefix=f"lit-nn-sweep-{spec.name}-") as tmp:
             jobs = []

@@ -18,12 +18,20 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lit_nn.core.errors import UserError
+from lit_nn.core.signals import (
+    Terminated,
+    install_sigterm_handler,
+    is_sigterm,
+    sigterm_handled,
+    sigterm_received,
+)
 from lit_nn.tracking.lifecycle import RunStatus
 
 CANCEL_GRACE_S = 120.0
@@ -37,7 +45,9 @@ def run_point(message: str, config_text: str, worker_command: list[str]) -> tupl
     """On a Ray node: train one point with a fresh sweep worker; return its result and its log.
 
     The job's config file and log are paths on the sweep's machine: here they live in a
-    temporary folder. A cancelled task (the sweep interrupted) stops its point as Ctrl-C does.
+    temporary folder. A cancelled task (the sweep interrupted) stops its point as Ctrl-C does; a
+    SIGTERM to the task's process stops it as SIGTERM does (KILLED, "terminated by SIGTERM"), and
+    the task still returns the point's result.
     """
     job = json.loads(message)
     with tempfile.TemporaryDirectory(prefix="lit-nn-ray-point-") as tmp:
@@ -51,9 +61,10 @@ def run_point(message: str, config_text: str, worker_command: list[str]) -> tupl
         worker = subprocess.Popen(worker_command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   env=env)
         try:
-            out, _ = worker.communicate(json.dumps(job) + "\n")
-        except KeyboardInterrupt:
-            worker.send_signal(signal.SIGINT)
+            with sigterm_handled():
+                out, _ = worker.communicate(json.dumps(job) + "\n")
+        except (KeyboardInterrupt, Terminated) as stop:
+            worker.send_signal(signal.SIGTERM if is_sigterm(stop) else signal.SIGINT)
             try:
                 out, _ = worker.communicate(timeout=CANCEL_GRACE_S)
             except subprocess.TimeoutExpired:
@@ -90,6 +101,8 @@ def run_jobs_on_ray(jobs: list[Any], settle: Callable[[Any, dict[str, Any]], Non
     """
     forwarded = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     ray = connect(address, {**forwarded, **env})
+    if threading.current_thread() is threading.main_thread():
+        install_sigterm_handler()  # ray.init put in its own, which exits at once: stop the points first
     try:
         task = ray.remote(run_point).options(num_cpus=cpus_per_point, num_gpus=gpus_per_point, max_retries=0,
                                              name="lit-nn sweep point")
@@ -103,7 +116,9 @@ def run_jobs_on_ray(jobs: list[Any], settle: Callable[[Any, dict[str, Any]], Non
                 done, _ = ray.wait(list(pending), num_returns=1)
                 _finish(ray, pending.pop(done[0]), done[0], settle)
             return True
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as stop:  # Ray's wait turns SIGTERM's Terminated into SystemExit(1)
+            if not (isinstance(stop, KeyboardInterrupt) or sigterm_received()):
+                raise
             print("\nsweep: interrupted — cancelling the Ray tasks (running points stop as on Ctrl-C)",
                   file=sys.stderr, flush=True)
             for ref in pending:

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from lit_nn.core.errors import UserError, check_positive
 from lit_nn.core.names import Tag
+from lit_nn.core.signals import SIGTERM_EXIT, SIGTERM_REASON, Terminated, is_sigterm
 from lit_nn.sweeps.grid import Point
 from lit_nn.sweeps.worker import SKIPPED
 from lit_nn.tracking.lifecycle import RunStatus, end_run
@@ -139,8 +140,8 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
     ``pins[i]`` is the ``CUDA_VISIBLE_DEVICES`` of the ``i``-th worker (:func:`pin_gpus`); a worker
     started in place of one that died gets the same GPUs.
 
-    Returns False when interrupted (Ctrl-C, SIGTERM): running points are stopped gracefully
-    (their runs end KILLED), settled, and the remaining jobs are not started.
+    Returns False when interrupted (Ctrl-C, SIGTERM): running points are stopped gracefully, by
+    the same signal (their runs end KILLED), settled, and the remaining jobs are not started.
     """
     pending = deque(jobs)
     pool: list[Worker] = []
@@ -158,7 +159,9 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
         pool.remove(worker)
         if worker.job is not None:
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-            settle(worker.job, result or {"status": RunStatus.FAILED.value, "error": f"the worker process died ({how})"})
+            died = ({"status": RunStatus.KILLED.value, "error": SIGTERM_REASON} if code in (SIGTERM_EXIT, -signal.SIGTERM)
+                    else {"status": RunStatus.FAILED.value, "error": f"the worker process died ({how})"})
+            settle(worker.job, result or died)
             worker.job = None
 
     def step(timeout: float) -> None:
@@ -184,8 +187,8 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
                     worker.send(pending.popleft())
             step(timeout=5.0)
         return True
-    except KeyboardInterrupt:
-        _interrupt(pool, step)
+    except (KeyboardInterrupt, Terminated) as stop:
+        _interrupt(pool, step, signal.SIGTERM if is_sigterm(stop) else signal.SIGINT)
         return False
     finally:
         for worker in list(pool):
@@ -199,14 +202,16 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
         selector.close()
 
 
-def _interrupt(pool: list[Worker], step: Callable[[float], None]) -> None:
-    """Stop the running points like a Ctrl-C in each worker; wait for them to record KILLED."""
-    print("\nsweep: interrupted — stopping the running points (Ctrl-C again to kill them at once)",
-          file=sys.stderr, flush=True)
+def _interrupt(pool: list[Worker], step: Callable[[float], None], sig: int = signal.SIGINT) -> None:
+    """Stop the running points with ``sig`` (what stopped the sweep: Ctrl-C's SIGINT, or SIGTERM)
+    in each worker; wait for them to record KILLED."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for worker in pool:
         if worker.proc.poll() is None:
-            worker.proc.send_signal(signal.SIGINT)  # also reaches workers when only the sweep got it
+            worker.proc.send_signal(sig)  # also reaches workers when only the sweep got it
+    why = SIGTERM_REASON if sig == signal.SIGTERM else "interrupted"
+    print(f"\nsweep: {why} — stopping the running points (Ctrl-C again to kill them at once)",
+          file=sys.stderr, flush=True)
     deadline = time.monotonic() + INTERRUPT_GRACE_S
     try:
         while any(w.job for w in pool) and time.monotonic() < deadline:

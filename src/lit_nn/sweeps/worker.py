@@ -17,7 +17,9 @@ renewed, and a worker that loses it (it stalled past its lease) stops the point.
 Protocol: one JSON job per line on stdin, one JSON result per line on the original stdout
 (the training output of each point goes to its log file instead). EOF on stdin ends the
 worker. If the sweep process dies (even by ``kill -9``), Linux sends this worker SIGINT
-(``PR_SET_PDEATHSIG``): the current point stops like on Ctrl-C and its run ends KILLED.
+(``PR_SET_PDEATHSIG``): the current point stops like on Ctrl-C and its run ends KILLED. SIGTERM
+(the sweep forwards its own; a scheduler may send it to every process) stops the point the same
+way, with the reason "terminated by SIGTERM", and ends the worker with status 143.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_nn.core.names import Tag
+from lit_nn.core.signals import SIGTERM_REASON, Terminated, is_sigterm, sigterm_handled, sigterm_received
 from lit_nn.tracking.lifecycle import RunStatus, failure_reason
 
 PR_SET_PDEATHSIG = 1
@@ -116,7 +119,9 @@ def run_in_process(argv: list[str], log: Path, run_fit: FitEntry) -> dict[str, A
             return _result(RunStatus.FINISHED)
         except KeyboardInterrupt:
             return _result(RunStatus.KILLED, INTERRUPTED)
-        except SystemExit as err:  # jsonargparse errors, Lightning after a Ctrl-C
+        except SystemExit as err:  # jsonargparse errors, Lightning after a Ctrl-C or SIGTERM
+            if is_sigterm(err):
+                return _result(RunStatus.KILLED, SIGTERM_REASON)
             if _interrupted:
                 return _result(RunStatus.KILLED, INTERRUPTED)
             sys.stderr.flush()
@@ -130,7 +135,8 @@ def run_own_process(argv: list[str], log: Path) -> dict[str, Any]:
     """Train one point as a ``python -m lit_nn fit`` child (needed for multi-device DDP).
 
     The child gets its own session so that a terminal Ctrl-C reaches it once, through this
-    worker; it gets SIGINT too if this worker dies.
+    worker, and a SIGTERM to this worker is passed on as SIGTERM; it gets SIGINT too if this
+    worker dies.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -138,14 +144,15 @@ def run_own_process(argv: list[str], log: Path) -> dict[str, Any]:
                                  start_new_session=True, preexec_fn=die_with_parent)
         try:
             code = child.wait()
-        except KeyboardInterrupt:
-            child.send_signal(signal.SIGINT)
+        except (KeyboardInterrupt, Terminated) as stop:
+            terminated = is_sigterm(stop)
+            child.send_signal(signal.SIGTERM if terminated else signal.SIGINT)
             try:
                 child.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-            return _result(RunStatus.KILLED, INTERRUPTED)
+            return _result(RunStatus.KILLED, SIGTERM_REASON if terminated else INTERRUPTED)
     if code == 0:
         return _result(RunStatus.FINISHED)
     return _result(RunStatus.FAILED, error_from_log(log) or f"lit-nn fit exited with status {code}")
@@ -232,12 +239,20 @@ def end_stale_runs(client: Any, experiment_id: str, sweep: str, config_hash: str
 
 
 def serve(run_fit: FitEntry) -> None:
-    """Serve jobs from stdin until EOF or an interrupt, training in-process points with ``run_fit``."""
+    """Serve jobs from stdin until EOF or an interrupt, training in-process points with ``run_fit``;
+    after SIGTERM, exit with status 143 once the point's result is sent."""
     die_with_parent(signal.SIGINT)
     parent = os.environ.get("LIT_NN_SWEEP_PID")
     if parent and os.getppid() != int(parent):
         sys.exit(1)  # the sweep died before the death signal was armed
     signal.signal(signal.SIGINT, _on_sigint)
+    with sigterm_handled():
+        _serve(run_fit)
+        if sigterm_received():
+            raise Terminated
+
+
+def _serve(run_fit: FitEntry) -> None:
     results = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # stray prints must not corrupt the result channel
@@ -250,8 +265,7 @@ def serve(run_fit: FitEntry) -> None:
                 note_interrupt(job, result["error"])
             results.write(json.dumps({"attempt": job["attempt"], **result}) + "\n")
             results.flush()
-            if _interrupted:
+            if _interrupted or sigterm_received():
                 break
     except KeyboardInterrupt:
         pass
-
