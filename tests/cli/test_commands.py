@@ -143,11 +143,13 @@ def test_readme_command_still_parses(argv: list[str], capsys):
             rest = ["-c", str(REPO / "experiments" / "mnist_cnn.yaml"), *rest]  # a run id brings its config
         trainer_parser(name).parse_args(join_list_option(rest, "--images"))
     elif name == "sweep":
+        from lit_nn.cli.commands import split_tune_options
         from lit_nn.sweeps.grid import expand, load_sweep
 
         mine, extra = split_fit_options(rest)
+        mine, tune = split_tune_options(mine)
         args = parse(COMMANDS["sweep"], mine)
-        check_points(expand(load_sweep(REPO / args["sweep_file"]), extra), extra)
+        check_points(expand(load_sweep(REPO / args["sweep_file"], tune), extra), extra)
     elif name == "lab":
         import importlib
 

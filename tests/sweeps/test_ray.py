@@ -5,24 +5,20 @@ RUNNING) while the sweep goes on; a re-run finishes it, and the results equal th
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import REPO, free_port
+from helpers import REPO
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="needs Ray: pip install 'lit-nn[ray]' (CI installs it)")
-RAY = str(Path(sys.executable).with_name("ray"))
 SWEEP = {
     "name": "raysweep",
     "config": {
@@ -35,24 +31,6 @@ SWEEP = {
     "seeds": [0, 1],
 }
 NAMES = ["depth=0-s0", "depth=0-s1", "depth=1-s0", "depth=1-s1"]
-
-
-@pytest.fixture
-def ray_head() -> Iterator[str]:
-    """``ray start --head`` on 127.0.0.1 (2 CPUs, no dashboard); its address; ``ray stop`` after."""
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    started = subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                              "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false",
-                              "--disable-usage-stats", "--temp-dir", temp],
-                             capture_output=True, text=True, env=env, timeout=300)
-    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def sweep_cmd(path: Path, *args: str) -> list[str]:

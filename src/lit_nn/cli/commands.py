@@ -72,6 +72,10 @@ def sweep(sweep_file: str, workers: int = 1, force: bool = False, dry_run: bool 
     Any option of `lit-nn fit` after the file (--trainer.max_epochs 3, --trainer.accelerator gpu,
     --model.init_args.lr 0.01) is passed to every point and is part of each point's config hash.
 
+    A file with a `tune:` section gives every arm (point or grid cell) the same budget of tuning
+    trials over its search space (Optuna; format in docs/sweeps.md); --tune.KEY VALUE after the file
+    overrides a key of it, e.g. --tune.trials 3 or --tune.sampler tpe.
+
     Args:
         sweep_file: the sweep file, e.g. experiments/compare_optimizers.yaml.
         workers: points trained at the same time, each in its own worker process.
@@ -120,6 +124,23 @@ def split_fit_options(argv: list[str]) -> tuple[list[str], list[str]]:
             mine.append(arg)
         i += 1
     return mine, theirs
+
+
+def split_tune_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``--tune.trials 3`` and the like set the sweep file's ``tune:`` section (checked with it)."""
+    mine: list[str] = []
+    tune: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i].startswith("--tune."):
+            tune.append(argv[i])
+            if "=" not in argv[i] and i + 1 < len(argv):
+                tune.append(argv[i + 1])
+                i += 1
+        else:
+            mine.append(argv[i])
+        i += 1
+    return mine, tune
 
 
 def check_points(points: list[Any], extra: list[str], data: bool = False) -> None:
@@ -196,6 +217,7 @@ def run_sweep_command(argv: list[str]) -> None:
     if "-h" in argv or "--help" in argv:  # the help needs no fit parser (seconds of imports)
         parse(command, ["--help"])
     mine, extra = split_fit_options(argv)
+    mine, tune_args = split_tune_options(mine)
     parser = build_parser(command)
     try:
         args = parse(command, mine, parser)
@@ -204,7 +226,7 @@ def run_sweep_command(argv: list[str]) -> None:
             option = str(err).split("'")[1]
             raise unknown_option(option, option_names(parser), "lit-nn sweep", _fit_hint(option)) from None
         raise
-    spec = load_sweep(args["sweep_file"])
+    spec = load_sweep(args["sweep_file"], tune_args)
     points = expand(spec, extra)
     # the data is looked up here, unless the points run on other machines (a Ray cluster's nodes) or
     # nothing runs (a dry run lists what would)

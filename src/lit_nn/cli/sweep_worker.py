@@ -7,14 +7,18 @@ the other's upper layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from lit_nn.sweeps.worker import serve
 
 
-def run_fit(argv: list[str]) -> None:
-    """Train one point in this process, exactly as ``lit-nn fit ARGV`` would."""
+def run_fit(argv: list[str], callbacks: Sequence[Any] = ()) -> None:
+    """Train one point in this process, exactly as ``lit-nn fit ARGV`` would (``callbacks``: a
+    tuned slot's live Optuna trial, :class:`lit_nn.sweeps.study.TrialPruning`)."""
     from lit_nn.cli.train import LitNNCLI
 
-    LitNNCLI(args=argv)
+    LitNNCLI(args=argv, callbacks=callbacks)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,12 @@ class Tag:
     SEED: Final = "seed"
     CONFIG_HASH: Final = "config_hash"
     GROUP_BY: Final = "group_by"
+    # tuned sweeps (lit_nn.sweeps.tune): a trial is a point in one arm's budget
+    PHASE: Final = "phase"  # "tune" for a tuning trial
+    TUNE_ARM: Final = "tune_arm"  # the arm (setting) the trial belongs to
+    TRIAL: Final = "trial"  # the trial's budget slot in its arm, 0 .. trials-1
+    TUNE_STATE: Final = "tune_state"  # "pruned" when the pruner stopped the run early
+    PRUNED_EPOCH: Final = "pruned_epoch"  # the last epoch a pruned run trained
 
 
 class Param:

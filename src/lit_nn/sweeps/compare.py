@@ -23,7 +23,7 @@ from lit_nn.core.errors import UserError, unknown_choice
 from lit_nn.core.names import Artifact, Metric, Tag
 from lit_nn.sweeps.grid import POINT_NAME, SweepSpec, load_sweep, settings
 from lit_nn.sweeps.plan import sweep_filter
-from lit_nn.sweeps.report import HISTORY_METRICS, Report, RunData, order_groups, write_report
+from lit_nn.sweeps.report import HISTORY_METRICS, ArmTuning, Report, RunData, order_groups, write_report
 from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.listing import search_all_runs
 
@@ -199,5 +199,71 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
     group_by = group_by or (spec.group_by if spec else parent.data.tags.get(Tag.GROUP_BY))
     if not group_by:
         raise UserError(f"sweep {name!r} has no group_by tag; pass --group_by")
+    if spec is not None and spec.tune is not None and group_by == spec.group_by:
+        return report_tuned_sweep(client, exp_id, spec, parent.info.run_id, out)
     order = sweep_order(spec) if spec and group_by == spec.group_by else None
     return report_sweep(client, exp_id, name, group_by, order, parent.info.run_id, out)
+
+
+def tuning_summary(runs: Sequence[RunData], spec: SweepSpec) -> list[ArmTuning]:
+    """Per arm of a tuned sweep: its trials' outcomes (the latest run of each slot) and its best setting."""
+    from lit_nn.sweeps.grid import arms
+    from lit_nn.sweeps.tune import edge_warnings
+
+    assert spec.tune is not None
+    objective, maximize = spec.tune.objective.metric, spec.tune.objective.direction == "maximize"
+    out = []
+    for label, _, _, space in arms(spec):
+        latest: dict[str, RunData] = {}
+        for run in sorted((r for r in runs if r.tags.get(Tag.TUNE_ARM) == label), key=lambda r: r.start_ms):
+            latest[run.tags.get(Tag.TRIAL, "")] = run
+        done = [r for r in latest.values() if r.status == RunStatus.FINISHED]
+        pruned = [r for r in done if r.tags.get(Tag.TUNE_STATE) == "pruned"]
+        scored = [r for r in done if r not in pruned and objective in r.metrics]
+        best = (max if maximize else min)(scored, key=lambda r: r.metrics[objective]) if scored else None
+        params: dict[str, str] = {}
+        values: dict[str, float] = {}
+        if best is not None:
+            for key in space:
+                param = key.replace(".init_args.", ".")
+                params[key] = best.params.get(param, "?")
+                try:
+                    values[key] = float(params[key])
+                except ValueError:
+                    pass
+        out.append(ArmTuning(label, {k: d.describe() for k, d in space.items()}, len(done) - len(pruned),
+                             len(pruned), len(latest) - len(done), best, params,
+                             best.metrics[objective] if best else None,
+                             edge_warnings({k: space[k] for k in values}, values)))
+    return out
+
+
+def report_tuned_sweep(client: Any, experiment_id: str, spec: SweepSpec, parent_run_id: str | None,
+                       out_dir: Path | None = None) -> Report:
+    """A tuned sweep's report: the tuning section per arm, then each arm's best trial's curves and row."""
+    from lit_nn.sweeps.report import tuning_markdown
+
+    assert spec.tune is not None
+    runs, notes = collect_runs(client, experiment_id, POINT_NAME, sweep_filter(spec.name, "point"))
+    if not runs:
+        raise UserError(f"sweep {spec.name!r} has no finished or failed runs yet; run it with lit-nn sweep first")
+    summary = tuning_summary(runs, spec)
+    best = [a.best for a in summary if a.best is not None]
+    if not best:
+        raise UserError(f"sweep {spec.name!r}: no arm has a finished, unpruned trial yet")
+    t = spec.tune
+    header = [f"Tuned sweep `{spec.name}`" + (f"; parent MLflow run `{parent_run_id}`." if parent_run_id else "."),
+              "Below the tuning table: each arm's best trial (curves and row).", *notes]
+    report = write_report(best, out_dir or REPORTS / spec.name, title=f"{spec.name}: best trial per arm",
+                          group_by=POINT_NAME, order=sweep_order(spec), notes=header)
+    tuning = tuning_markdown(t.objective.metric, t.objective.direction, t.trials, t.sampler, t.pruner, summary)
+    text = report.markdown_path.read_text()
+    title, _, rest = text.partition("\n")
+    report.markdown_path.write_text(f"{title}\n\n{tuning}\n{rest}")
+    if parent_run_id:
+        client.log_artifact(parent_run_id, str(report.figure_path))
+        client.log_artifact(parent_run_id, str(report.markdown_path))
+    trials = sweep_filter(spec.name, "point") + f" and tags.{Tag.PHASE} = 'tune'"
+    ui = publish_view(client, experiment_id, spec.name, trials, runs, sweep_order(spec),
+                      f"{spec.name}: the tuning trials, colored by arm")
+    return replace(report, ui=ui)

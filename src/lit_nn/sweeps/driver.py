@@ -26,8 +26,9 @@ import yaml
 from lit_nn.core.errors import UserError, check_positive, unknown_choice
 from lit_nn.core.names import Metric, Tag
 from lit_nn.core.signals import SIGTERM_EXIT, SIGTERM_REASON, install_sigterm_handler, sigterm_received
-from lit_nn.sweeps.grid import POINT_NAME, Point, SweepSpec, point_settings_count
+from lit_nn.sweeps.grid import POINT_NAME, Point, SweepSpec, arms, point_settings_count, short_key
 from lit_nn.sweeps.plan import decide, point_runs
+from lit_nn.sweeps.tune import study_name
 from lit_nn.sweeps.worker import SKIPPED
 from lit_nn.tracking.lifecycle import RunStatus, tracked_run
 
@@ -144,7 +145,8 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     ``worker_command`` starts one worker process (``lit_nn.sweeps.worker.serve`` with a fit entry).
     """
     from lit_nn.sweeps.claims import parent_to_create, wait_for_orphans
-    from lit_nn.sweeps.runner import run_jobs
+    from lit_nn.sweeps.runner import run_jobs, summarize_failures
+    from lit_nn.sweeps.study import ensure_study, settle_finished_slots, storage_url
     from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 
     if options.workers < 1:
@@ -163,10 +165,22 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     pins = [None] * options.workers if on_ray else worker_pins(spec, extra, options)  # Ray assigns GPUs itself
     out_dir = options.out or REPORTS / spec.name
     uri = prepare_store()
+    storage = storage_url(spec.tune, uri, spec.name) if spec.tune is not None else None  # before any write
     experiment_id = ensure_experiment(spec.experiment, uri)  # creates and migrates the store before workers
     client = tracking_client(uri)
+    if spec.tune is not None and storage is not None:
+        for label, *_ in arms(spec):
+            ensure_study(storage, study_name(experiment_id, spec.name, label), spec.tune.objective.direction)
     runs = wait_for_orphans(client, experiment_id, spec.name, timeout=options.orphan_wait)
     decisions = decide(points, runs, force=options.force)
+    if spec.tune is not None and storage is not None:
+        by_id = {r.info.run_id: r for r in runs}
+        for label, *_ in arms(spec):
+            finished = {d.point.trial: by_id[d.run_id] for d in decisions
+                        if d.action == "done" and d.point.label == label and d.run_id in by_id}
+            if finished:
+                settle_finished_slots(storage, study_name(experiment_id, spec.name, label), finished,
+                                      spec.tune.objective.metric)
     # points RUNNING elsewhere are tried too: their claim decides (kept while their sweep lives)
     todo = [d.point for d in decisions if d.action in ("run", "running")]
     mode = "a fresh process per point" if own_process else "in-process workers"
@@ -191,7 +205,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
                   else partial(run_jobs, workers=options.workers, worker_command=worker_command,
                                threads=threads, pins=pins))
         outcomes, completed, seconds = _run(client, experiment_id, parent, spec, todo, extra, own_process,
-                                            out_dir, launch, options)
+                                            out_dir, launch, options, storage)
         failed = [o for o in outcomes if o.status not in (RunStatus.FINISHED, SKIPPED)]
         elsewhere = [o for o in outcomes if o.status == SKIPPED]
         report = None
@@ -214,8 +228,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
               "again to finish them", file=sys.stderr)
         return SIGTERM_EXIT if sigterm_received() else 130
     if failed:
-        listed = "; ".join(f"{o.point.run_name} ({o.status}: {o.reason[:160]})" for o in failed)
-        print(f"{len(failed)} of {len(points)} points failed: {listed}", file=sys.stderr, flush=True)
+        print(summarize_failures(outcomes, len(points)), file=sys.stderr, flush=True)
     if report is not None and report.ui:
         print(report.ui)
     return 1 if failed else 0
@@ -234,6 +247,12 @@ def describe(spec: SweepSpec, points: list[Point]) -> str:
 
 
 def _header(spec: SweepSpec, points: list[Point], extra: list[str]) -> str:
+    if spec.tune is not None:
+        t = spec.tune
+        return (f"sweep {spec.name!r}: {len(points)} tuning trials ({point_settings_count(spec)} arms × "
+                f"{t.trials} trials each; sampler {t.sampler}, pruner {t.pruner}, objective "
+                f"{t.objective.direction} {t.objective.metric}) in experiment {spec.experiment!r}"
+                + (f"; extra args: {' '.join(extra)}" if extra else ""))
     return (f"sweep {spec.name!r}: {len(points)} points ({point_settings_count(spec)} settings × "
             f"{len(spec.seeds)} seed(s)) in experiment {spec.experiment!r}"
             + (f"; extra args: {' '.join(extra)}" if extra else ""))
@@ -285,7 +304,7 @@ def _ray_launch(spec: SweepSpec, extra: list[str], options: SweepOptions, thread
 
 def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: list[Point], extra: list[str],
          own_process: bool, out_dir: Path, launch: Callable[..., bool],
-         options: SweepOptions) -> tuple[list[Any], bool, float]:
+         options: SweepOptions, storage: str | None = None) -> tuple[list[Any], bool, float]:
     """Write each point's config, run the points with ``launch(jobs, settle)``, print a line per point
     as it ends."""
     import json
@@ -312,6 +331,9 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
                 job.argv = ["fit", "-c", str(config_path), "--experiment", spec.experiment,
                             "--run_name", point.run_name, "--tags", json.dumps(tags),
                             "--trainer.enable_progress_bar=false", *extra]
+                if point.trial is not None and spec.tune is not None and storage is not None:
+                    job.tune = trial_job(spec, point, experiment_id, storage)
+                    job.argv.insert(-len(extra) if extra else len(job.argv), "--test_after_fit=false")
                 jobs.append(job)
             width = max((len(p.run_name) for p in todo), default=0)
 
@@ -320,6 +342,8 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
                 outcomes.append(outcome)
                 m = outcome.metrics
                 detail = result_line(m) if outcome.status == RunStatus.FINISHED else outcome.reason[:200]
+                if job.tune is not None and outcome.status == RunStatus.FINISHED:
+                    detail = trial_line(m, spec, result)
                 print(f"[{len(outcomes):>{len(str(len(todo)))}}/{len(todo)}] {job.point.run_name:<{width}}  "
                       f"{outcome.status:<8}  {detail}  ({outcome.seconds:.1f} s)", flush=True)
 
@@ -327,6 +351,32 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
     finally:
         signal.signal(signal.SIGTERM, previous)
     return outcomes, completed, time.monotonic() - start
+
+
+def trial_job(spec: SweepSpec, point: Point, experiment_id: str, storage: str) -> dict[str, Any]:
+    """What a worker needs to run a tuned slot as its arm's Optuna trial (the job's ``tune``).
+
+    Tuning trials never run the test set: the tuning phase chooses on validation data only.
+    """
+    from dataclasses import asdict
+
+    assert spec.tune is not None and point.trial is not None
+    tune = spec.tune
+    return {"storage": storage, "study": study_name(experiment_id, spec.name, point.label), "slot": point.trial,
+            "params": point.params, "space": {k: asdict(d) for k, d in (point.space or {}).items()},
+            "seed": tune.seed, "pruner": tune.pruner, "metric": tune.objective.per_epoch,
+            "objective": tune.objective.metric}
+
+
+def trial_line(metrics: dict[str, float], spec: SweepSpec, result: dict[str, Any]) -> str:
+    """A tuning trial's result: its objective, its setting, and pruned or not (never the test set)."""
+    assert spec.tune is not None
+    metric = spec.tune.objective.metric
+    value = metrics.get(metric, float("nan"))
+    params = ", ".join(f"{short_key(k)}={v:g}" if isinstance(v, float) else f"{short_key(k)}={v}"
+                       for k, v in (result.get("params") or {}).items())
+    state = result.get("trial_state", "?")
+    return f"{metric} {value:.4f}  {params}  {state.lower() if isinstance(state, str) else state}"
 
 
 def result_line(metrics: dict[str, float]) -> str:
@@ -339,9 +389,11 @@ def result_line(metrics: dict[str, float]) -> str:
 
 
 def _report(client: Any, experiment_id: str, spec: SweepSpec, parent: str, out_dir: Path) -> Any:
-    from lit_nn.sweeps.compare import report_sweep, sweep_order
+    from lit_nn.sweeps.compare import report_sweep, report_tuned_sweep, sweep_order
 
     try:
+        if spec.tune is not None:
+            return report_tuned_sweep(client, experiment_id, spec, parent, out_dir)
         return report_sweep(client, experiment_id, spec.name, spec.group_by, sweep_order(spec), parent, out_dir)
     except UserError as err:
         print(f"report: skipped ({err})", file=sys.stderr)

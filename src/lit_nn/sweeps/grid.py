@@ -32,9 +32,11 @@ import yaml
 
 from lit_nn.core.errors import UserError, unknown_choice
 from lit_nn.core.names import Tag
+from lit_nn.sweeps.tune import Dimension, TuneSpec, design, merged_space, parse_tune
 
 SWEEP_KEYS = ("name", "experiment", "base", "config", "grid", "points", "seeds", "seed_keys", "group_by",
-              "description")
+              "description", "tune")
+SPACE = "space"  # a point's own search space in a tuned sweep (lit_nn.sweeps.tune)
 # CLI options that belong to the sweep itself, so extra arguments may not override them
 RESERVED_ARGS = ("--experiment", "--run_name", "--tags", "-c", "--config")
 # config keys that name and label a run but do not change what it computes: not hashed
@@ -56,6 +58,13 @@ class SweepSpec:
     group_by: str
     path: Path | None = None
     description: str = ""
+    tune: TuneSpec | None = None  # the tuning budget and space, for a tuned sweep
+    spaces: dict[str, dict[str, Dimension]] = field(default_factory=dict)  # point name -> its arm's space
+
+    def arm_space(self, point: dict[str, Any]) -> dict[str, Dimension]:
+        """The search space of the arm a named point (or ``{}``, a grid cell) belongs to."""
+        assert self.tune is not None
+        return self.spaces.get(str(point.get("name")), self.tune.space)
 
 
 @dataclass(frozen=True)
@@ -69,15 +78,20 @@ class Point:
     config: dict[str, Any]          # the resolved run config (what `lit-nn fit -c` reads)
     extra_args: tuple[str, ...]     # command-line arguments appended to every point
     config_hash: str = field(default="")
+    trial: int | None = None        # a tuned sweep's budget slot in the arm (label), else None
+    params: dict[str, Any] | None = None  # the slot's design row (qmc, random); None: asked (tpe)
+    space: dict[str, Dimension] | None = None  # the arm's search space (tuned sweeps)
 
     @property
     def run_name(self) -> str:
-        return f"{self.label}-s{self.seed}"
+        return f"{self.label}-t{self.trial:02d}" if self.trial is not None else f"{self.label}-s{self.seed}"
 
     def tags(self, sweep: str, parent_run_id: str | None) -> dict[str, str]:
         """The MLflow tags of the point's run: nesting, sweep identity and the varied values."""
         tags = {**self.varied, Tag.SWEEP: sweep, Tag.SWEEP_ROLE: "point", Tag.SWEEP_POINT: self.label,
                 Tag.SEED: str(self.seed), Tag.CONFIG_HASH: self.config_hash}
+        if self.trial is not None:
+            tags.update({Tag.PHASE: "tune", Tag.TUNE_ARM: self.label, Tag.TRIAL: str(self.trial)})
         if parent_run_id:
             tags[Tag.PARENT_RUN_ID] = parent_run_id
         return tags
@@ -153,14 +167,15 @@ def _check_key(key: Any, where: str) -> str:
     return key
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
-    """Read and check a sweep file; every mistake is a UserError naming the bad value."""
+def load_sweep(path: str | Path, tune_overrides: list[str] = ()) -> SweepSpec:
+    """Read and check a sweep file; every mistake is a UserError naming the bad value.
+    ``tune_overrides`` are ``--tune.KEY VALUE`` options given after the file."""
     path = Path(path)
     raw = _read_yaml(path, "sweep file")
-    return parse_sweep(raw, path)
+    return parse_sweep(raw, path, tune_overrides)
 
 
-def parse_sweep(raw: dict[str, Any], path: Path | None = None) -> SweepSpec:
+def parse_sweep(raw: dict[str, Any], path: Path | None = None, tune_overrides: list[str] = ()) -> SweepSpec:
     """Check a sweep mapping (as read from YAML) and build its :class:`SweepSpec`."""
     where = str(path) if path else "sweep"
     for key in raw:
@@ -199,7 +214,13 @@ def parse_sweep(raw: dict[str, Any], path: Path | None = None) -> SweepSpec:
             raise UserError(f"{where}: two points are named {name!r}; point names must be unique")
         names.add(name)
         for key in point:
-            if key != "name":
+            if key == SPACE:
+                if "tune" not in raw:
+                    raise UserError(f"{where}: point {name!r} has a search space, but the file has no 'tune:' "
+                                    "section to run it")
+                if not isinstance(point[SPACE], dict):
+                    raise UserError(f"{where}: point {name!r}: 'space' must map config keys to ranges")
+            elif key != "name":
                 _check_key(key, f"{where} point {name!r}")
                 if key in grid:
                     raise UserError(f"{where}: point {name!r} sets {key!r}, which the grid also varies")
@@ -226,9 +247,30 @@ def parse_sweep(raw: dict[str, Any], path: Path | None = None) -> SweepSpec:
     if raw.get("group_by") and group_by not in valid_groups:
         raise unknown_choice("group_by", group_by, sorted(valid_groups | {"model", "optimizer", "activation",
                                                                           "depth", "dataset"}))
+    tune = None
+    spaces: dict[str, dict[str, Dimension]] = {}
+    if "tune" in raw or tune_overrides:
+        if "tune" not in raw:
+            raise UserError(f"{where} has no 'tune:' section, so {tune_overrides[0]} has nothing to set; "
+                            "add one (see docs/sweeps.md)")
+        tune = parse_tune(raw["tune"], list(tune_overrides), where)
+        for point in points:  # each arm's own space, checked like the shared one
+            own = parse_tune({SPACE: point.get(SPACE) or {}}, (), f"{where} point {point['name']!r}").space
+            point_keys = set(point) - {"name", SPACE}
+            spaces[str(point["name"])] = merged_space(tune, own)
+            for key in spaces[str(point["name"])]:
+                if key in point_keys or key in grid or key in seed_keys:
+                    raise UserError(f"{where}: {key!r} is both searched (tune space) and set by "
+                                    f"{'point ' + repr(point['name']) if key in point_keys else 'the grid or seeds'}; "
+                                    "keep it in one place")
+        if not points:
+            for key in tune.space:
+                if key in grid or key in seed_keys:
+                    raise UserError(f"{where}: {key!r} is both searched (tune space) and set by the grid or "
+                                    "seeds; keep it in one place")
     return SweepSpec(name=name, experiment=str(raw.get("experiment") or name), config=config, grid=grid,
                      points=points, seeds=seeds, seed_keys=seed_keys, group_by=group_by, path=path,
-                     description=str(raw.get("description") or ""))
+                     description=str(raw.get("description") or ""), tune=tune, spaces=spaces)
 
 
 # -- expanding -----------------------------------------------------------------------------
@@ -259,7 +301,8 @@ def check_extra_args(args: list[str] | tuple[str, ...]) -> None:
                             "--trainer.max_epochs 3")
 
 
-def config_hash(config: dict[str, Any], extra_args: tuple[str, ...] = (), data: str | None = None) -> str:
+def config_hash(config: dict[str, Any], extra_args: tuple[str, ...] = (), data: str | None = None,
+                tune: dict[str, Any] | None = None) -> str:
     """A short, stable hash of what a point computes: its config (minus labels), extra args and,
     where the same config means different data on different machines, which data (``data``;
     None for the embedded default, so hashes from before it was added still match)."""
@@ -267,6 +310,8 @@ def config_hash(config: dict[str, Any], extra_args: tuple[str, ...] = (), data: 
     identity: dict[str, Any] = {"config": hashed, "args": list(normalize_args(extra_args))}
     if data is not None:
         identity["data"] = data
+    if tune is not None:  # a tuned sweep's slot: the tuning settings and the slot decide what it trains
+        identity["tune"] = tune
     payload = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -284,12 +329,56 @@ def settings(spec: SweepSpec) -> list[tuple[str, dict[str, Any], dict[str, str]]
     out = []
     for point in named:
         for combo in combos:
-            overrides = {**{k: v for k, v in point.items() if k != "name"}, **combo}
+            overrides = {**{k: v for k, v in point.items() if k not in ("name", SPACE)}, **combo}
             parts = ([str(point["name"])] if "name" in point else []) + [
                 f"{short_key(k)}={_fmt(v)}" for k, v in combo.items()]
             varied = {short_key(k): str(v) for k, v in overrides.items() if not isinstance(v, dict | list)}
             out.append((",".join(parts) or "base", overrides, varied))
     return out
+
+
+def arms(spec: SweepSpec) -> list[tuple[str, dict[str, Any], dict[str, str], dict[str, Dimension]]]:
+    """A tuned sweep's arms: each setting (label, overrides, varied tags) with its search space."""
+    named = spec.points or [{}]
+    per_point = len(settings(spec)) // len(named)
+    out = []
+    for i, (label, overrides, varied) in enumerate(settings(spec)):
+        out.append((label, overrides, varied, spec.arm_space(named[i // per_point])))
+    return out
+
+
+def expand_tuned(spec: SweepSpec, extra_args: list[str] | tuple[str, ...] = ()) -> list[Point]:
+    """A tuned sweep's points: ``tune.trials`` slots per arm, slot-major (every arm's trial 0,
+    then every arm's trial 1, ...), so a sweep stopped halfway has spent the same budget on each arm.
+
+    Every trial trains with the sweep's first seed. A slot's identity is its arm's config with its
+    design row (qmc, random; tpe asks when the slot runs), the tuning settings and the slot number.
+    """
+    from lit_nn.data.datamodule import source_identity
+
+    assert spec.tune is not None
+    check_extra_args(extra_args)
+    extra = tuple(extra_args)
+    seed = spec.seeds[0]
+    tune = spec.tune
+    per_arm = []
+    for label, overrides, varied, space in arms(spec):
+        rows = design(space, tune.trials, tune.sampler, tune.seed)
+        per_arm.append((label, overrides, varied, space, rows))
+    points: list[Point] = []
+    for slot in range(tune.trials):
+        for label, overrides, varied, space, rows in per_arm:
+            config = copy.deepcopy(spec.config)
+            all_overrides = {**overrides, **{key: seed for key in spec.seed_keys}}
+            params = rows[slot] if rows is not None else None
+            for key, value in {**all_overrides, **(params or {})}.items():
+                set_dotted(config, key, value)
+            # the slot number too: two slots may draw the same setting (choices), and must both run
+            identity = {**tune.identity(), "space": {k: vars(d) for k, d in sorted(space.items())}, "slot": slot}
+            digest = config_hash(config, extra, source_identity(config.get("data")), identity)
+            points.append(Point(label, seed, all_overrides, varied, config, extra, digest, trial=slot,
+                                params=params, space=space))
+    return points
 
 
 def expand(spec: SweepSpec, extra_args: list[str] | tuple[str, ...] = ()) -> list[Point]:
@@ -300,6 +389,8 @@ def expand(spec: SweepSpec, extra_args: list[str] | tuple[str, ...] = ()) -> lis
     """
     from lit_nn.data.datamodule import source_identity  # imports Lightning: only when points are made
 
+    if spec.tune is not None:
+        return expand_tuned(spec, extra_args)
     check_extra_args(extra_args)
     extra = tuple(extra_args)
     points: list[Point] = []

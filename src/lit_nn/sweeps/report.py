@@ -391,3 +391,41 @@ def write_report(runs: Sequence[RunData], out_dir: Path, title: str, group_by: s
     md_path.write_text(markdown(title, group_by, rows, failed, notes, neighbour_differences(runs, score), score,
                                 group_samples(runs, order)))
     return Report(md_path, figure_path, rows, figure)
+
+
+# -- tuned sweeps ---------------------------------------------------------------------------------
+@dataclass
+class ArmTuning:
+    """What an arm's tuning budget bought: its trials' states and its best setting (validation only)."""
+
+    arm: str
+    space: dict[str, str]                 # searched key -> its range, as written
+    finished: int                         # trials that trained to the end
+    pruned: int                           # trials the pruner stopped early (also FINISHED runs)
+    failed: int                           # slots whose latest run FAILED or was KILLED
+    best: RunData | None
+    best_params: dict[str, str]
+    best_score: float | None
+    warnings: list[str]
+
+
+def tuning_markdown(objective: str, direction: str, trials: int, sampler: str, pruner: str,
+                    arms: Sequence[ArmTuning]) -> str:
+    """The tuning section of a tuned sweep's report: per arm, the space, the budget spent and the best setting."""
+    lines = [f"## Tuning: {trials} trials per arm, sampler `{sampler}`, pruner `{pruner}`, "
+             f"objective {direction} `{objective}` (validation data only)", "",
+             "| arm | search space | trials finished | pruned | failed | best " + objective + " | best setting |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for a in arms:
+        space = "; ".join(f"`{k}` {v}" for k, v in a.space.items()) or "—"
+        best = f"{a.best_score:.4f}" if a.best_score is not None else "—"
+        setting = ", ".join(f"{k}={v}" for k, v in a.best_params.items()) or "—"
+        if a.best is not None:
+            setting += f" (run `{a.best.run_id[:8]}`)"
+        lines.append(f"| {a.arm} | {space} | {a.finished} | {a.pruned} | {a.failed} | {best} | {setting} |")
+    warnings = [f"- {a.arm}: {w}" for a in arms for w in a.warnings]
+    if warnings:
+        lines += ["", "**Best values at the edge of their range** (the optimum may lie outside it):", *warnings]
+    lines += ["", "A best trial's score was chosen among many tries on the same validation data, so it is "
+              "biased upwards; it ranks settings within an arm, not arms against each other."]
+    return "\n".join(lines) + "\n"

@@ -47,11 +47,12 @@ class Job:
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = 0.0
     claim: dict[str, Any] | None = None  # how the worker claims the point (lit_nn.sweeps.worker.run_claimed)
+    tune: dict[str, Any] | None = None  # a tuned sweep's slot: its study and space (lit_nn.sweeps.study.TrialSlot)
 
     def message(self) -> str:
         return json.dumps({"argv": self.argv, "log": str(self.log), "attempt": self.attempt,
                            "own_process": self.own_process, "experiment_id": self.experiment_id,
-                           "claim": self.claim})
+                           "claim": self.claim, "tune": self.tune})
 
 
 @dataclass

@@ -44,7 +44,7 @@ from lit_nn.tracking.lifecycle import RunStatus, failure_reason
 PR_SET_PDEATHSIG = 1
 INTERRUPTED = "interrupted: the sweep was stopped (Ctrl-C, SIGTERM, or its process died)"
 SKIPPED = "SKIPPED"  # a result status besides MLflow's: another sweep has the point
-FitEntry = Callable[[list[str]], object]
+FitEntry = Callable[..., object]  # run_fit(argv) or run_fit(argv, callbacks)
 _interrupted = False
 _lost_claim = ""
 
@@ -111,11 +111,11 @@ def _result(status: RunStatus, error: str = "") -> dict[str, Any]:
     return {"status": status.value, "error": error} if error else {"status": status.value}
 
 
-def run_in_process(argv: list[str], log: Path, run_fit: FitEntry) -> dict[str, Any]:
-    """Train one point with ``run_fit`` in this process; report how it ended."""
+def run_in_process(argv: list[str], log: Path, run_fit: FitEntry, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train one point with ``run_fit`` in this process (``callbacks`` join its Trainer's); report how it ended."""
     with _output_to(log):
         try:
-            run_fit(argv)
+            run_fit(argv, callbacks) if callbacks else run_fit(argv)
             return _result(RunStatus.FINISHED)
         except KeyboardInterrupt:
             return _result(RunStatus.KILLED, INTERRUPTED)
@@ -173,11 +173,32 @@ def note_interrupt(job: dict[str, Any], reason: str) -> None:
         pass
 
 
-def train_point(job: dict[str, Any], run_fit: FitEntry) -> dict[str, Any]:
-    """Train the job's point, in this process or as a child (multi-device DDP)."""
+def train_point(job: dict[str, Any], run_fit: FitEntry, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train the job's point, in this process or as a child (multi-device DDP: no live callbacks,
+    so a tuned slot trained that way is not pruned)."""
     if job.get("own_process"):
         return run_own_process(job["argv"], Path(job["log"]))
-    return run_in_process(job["argv"], Path(job["log"]), run_fit)
+    return run_in_process(job["argv"], Path(job["log"]), run_fit, callbacks)
+
+
+def train_trial(job: dict[str, Any], run_fit: FitEntry) -> dict[str, Any]:
+    """A tuned sweep's slot: ask the arm's study for the trial (ending the slot's stale trials
+    first: this worker holds its claim), train it with the pruning callback, tell the result."""
+    from lit_nn.sweeps.runner import find_attempt_run
+    from lit_nn.sweeps.study import TrialSlot
+    from lit_nn.tracking.store import tracking_client
+
+    slot = TrialSlot.start(job["tune"])
+    argv = list(job["argv"])
+    at = argv.index("-c") + 1
+    argv[at] = str(slot.config_file(Path(argv[at])))
+    result = train_point({**job, "argv": argv}, run_fit, slot.callbacks())
+    try:
+        run = find_attempt_run(tracking_client(), job["experiment_id"], job["attempt"])
+        state = slot.finish(run)
+    except Exception as err:  # noqa: BLE001 - the study is away: the run is the record; a re-run re-tells
+        state = f"not told ({type(err).__name__}: {str(err)[:200]})"
+    return {**result, "trial": slot.trial.number, "trial_state": state, "params": slot.params}
 
 
 def run_claimed(job: dict[str, Any], train: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -260,7 +281,8 @@ def _serve(run_fit: FitEntry) -> None:
     try:
         for line in sys.stdin:
             job = json.loads(line)
-            result = run_claimed(job, partial(train_point, job, run_fit))
+            train = partial(train_trial if job.get("tune") else train_point, job, run_fit)
+            result = run_claimed(job, train)
             if result["status"] == RunStatus.KILLED and job.get("experiment_id"):
                 note_interrupt(job, result["error"])
             results.write(json.dumps({"attempt": job["attempt"], **result}) + "\n")
@@ -269,3 +291,4 @@ def _serve(run_fit: FitEntry) -> None:
                 break
     except KeyboardInterrupt:
         pass
+

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lit_nn.core.errors import UserError
 
+OPTUNA_SCHEMA = "optuna"  # tuned sweeps' studies: their own schema in the database MLflow uses
 POSTGRES_BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
 DATABASE = "mlflow"
 START_TIMEOUT_S = 120.0
@@ -119,6 +120,17 @@ def postgres(pgdata: Path, port: int, log: Path) -> Iterator[str]:
         subprocess.run(as_db_owner([pg_ctl, "-D", str(pgdata), "-m", "fast", "-w", "stop"]), capture_output=True)
 
 
+def in_schema(database_url: str) -> str:
+    """The URL of tuned sweeps' Optuna studies in a PostgreSQL database that MLflow also uses: their own schema.
+
+    Both keep their schema version in an ``alembic_version`` table, so Optuna's tables cannot
+    share MLflow's schema ("no longer compatible with the table schema"); in a schema of their
+    own they live in the same database, backed up and reached like the runs."""
+    sep = "&" if "?" in database_url else "?"
+    return f"{database_url}{sep}options=-csearch_path%3D{OPTUNA_SCHEMA}"
+
+
+
 def wait_until_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
@@ -162,6 +174,7 @@ def serve(plan: ServerPlan) -> None:
         try:
             wait_until_healthy(plan.url, server, log)
             print(f"team server: {plan.url} (runs in PostgreSQL, artifacts in {folder / 'artifacts'}; logs in {folder})")
+            print(f"tuned sweeps on it: --tune.storage {in_schema(db)}   (their Optuna studies, same database)")
             print(f"use it with: export MLFLOW_TRACKING_URI={plan.url}"
                   + ("   (and MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)" if plan.auth else ""), flush=True)
             server.wait()
