@@ -99,3 +99,20 @@ def test_char_rnn_throughput_falls_back_to_the_embedded_corpus(tmp_path: Path) -
     assert tp["chars_per_step"] == 4 * 64  # batch × seq_len: the overrides reached the batches
     with pytest.raises(SystemExit, match="absent.txt not found"):  # the quality curve needs the real text
         bench_char_rnn.run(text=tmp_path / "absent.txt", skip_throughput=True)
+
+
+@pytest.mark.slow
+def test_tuning_benchmark_times_both_ways_and_counts_trial_epochs() -> None:
+    """``python -m benchmarks --only tuning`` on tiny sizes: both ratios are measured, and without
+    a pruner every trial trains every epoch."""
+    from benchmarks import bench_tuning
+
+    result = bench_tuning.run(quick=True)
+    assert math.isfinite(result["ratio"]) and result["ratio"] > 0
+    per_arm = result["trials"] // len(bench_tuning.ARMS)
+    for arm in ("sgd", "adam"):
+        assert result["pruning"]["none"][arm]["epochs"] == per_arm * result["max_epochs"]
+        assert result["pruning"]["none"][arm]["pruned"] == 0
+        assert result["pruning"]["median"][arm]["epochs"] <= result["pruning"]["none"][arm]["epochs"]
+    section = bench_tuning.report(result)
+    assert section.startswith("## Tuned sweeps") and "| sgd |" in section and "nan" not in section
