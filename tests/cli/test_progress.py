@@ -25,9 +25,9 @@ def _fit_with_bar(bar: ProgressBar, steps: int) -> list[tuple[object, float]]:
     updates: list[tuple[object, float]] = []
     original = bar._update
 
-    def record(task_id, current, visible=True, hard=False):
+    def record(task_id, current, *args, **kwargs):  # Lightning 2.6.1 added a `hard` argument
         updates.append((task_id, current))
-        original(task_id, current, visible, hard)
+        original(task_id, current, *args, **kwargs)
 
     bar._update = record
     x, y = torch.randn(steps * 4, 1, 28, 28), torch.randint(0, 10, (steps * 4,))

@@ -71,9 +71,10 @@ class LitNNCLI(LightningCLI):
             auto_configure_optimizers=False,  # models choose their optimizer by name
             parser_kwargs={"default_env": False, "exit_on_error": False,
                            "description": "lit-nn: train and compare neural networks.",
-                           # no abbreviations (jsonargparse hands this to the subcommands):
-                           # --trainer.max_epoch is a typo to report, not max_epochs
-                           "allow_abbrev": False},
+                           # no abbreviations: --trainer.max_epoch is a typo to report, not max_epochs;
+                           # given to each subcommand's parser too (jsonargparse < 4.53 does not hand it on)
+                           "allow_abbrev": False,
+                           **{command: {"allow_abbrev": False} for command in TRAINER_COMMANDS}},
             args=args,
             run=run,
         )
