@@ -290,3 +290,39 @@ def test_kill_9_of_a_tuned_sweep_on_ray_then_the_same_command_keeps_every_budget
                "--orphan_wait", "60", *FAST]
     kill_9_after(command, env, store, 1)
     finish_and_check(command, env, store, budget=3)
+
+
+@pytest.mark.slow
+@needs_postgres
+def test_the_tuned_optimizer_comparison_runs_end_to_end_on_the_team_server(tmp_path):
+    """experiments/compare_optimizers_tuned.yaml, one short trial per arm, against the team server
+    with the storage the server prints; every arm's budget, and the same command runs nothing."""
+    pytest.importorskip("psycopg", reason="needs psycopg 3: pip install 'lit-nn[postgres]' (CI installs it)")
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("needs Fashion-MNIST: apt-get install dataset-fashion-mnist (CI installs it)")
+    from mlflow.tracking import MlflowClient
+
+    from lit_nn.tracking.server import in_schema
+
+    arms = ("sgd", "sgd_momentum", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
+    command = [sys.executable, "-m", "lit_nn", "sweep", str(REPO / "experiments" / "compare_optimizers_tuned.yaml"),
+               "--tune.trials", "1", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "50",
+               "--workers", "2", "--out", str(tmp_path / "out"), *FAST]
+    with team_server(tmp_path / "srv") as url:
+        port = (tmp_path / "srv" / "pgdata" / "postmaster.pid").read_text().splitlines()[3].strip()
+        storage = in_schema(f"postgresql+psycopg://postgres@127.0.0.1:{port}/mlflow")
+        env = {**os.environ, "MLFLOW_TRACKING_URI": url}
+        first = subprocess.run([*command, "--tune.storage", storage], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=900)
+        assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+        client = MlflowClient(url)
+        experiment = client.get_experiment_by_name("compare_optimizers_tuned").experiment_id
+        runs = client.search_runs([experiment], "tags.phase = 'tune'")
+        assert sorted(r.data.tags["tune_arm"] for r in runs) == sorted(arms)
+        assert all(r.info.status == "FINISHED" and "test_acc" not in r.data.metrics for r in runs)
+        again = subprocess.run([*command, "--tune.storage", storage], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=300)
+        assert again.returncode == 0 and "0 to run, 7 already FINISHED" in again.stdout, again.stderr[-2000:]
+        studies = study_trials(storage, "compare_optimizers_tuned")
+        for arm in arms:  # one trial each, told from its run, none left RUNNING
+            assert [(t.user_attrs["slot"], t.state.name) for t in studies[arm]] == [(0, "COMPLETE")], arm

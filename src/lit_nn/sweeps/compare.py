@@ -256,7 +256,8 @@ def report_tuned_sweep(client: Any, experiment_id: str, spec: SweepSpec, parent_
               "Below the tuning table: each arm's best trial (curves and row).", *notes]
     report = write_report(best, out_dir or REPORTS / spec.name, title=f"{spec.name}: best trial per arm",
                           group_by=POINT_NAME, order=sweep_order(spec), notes=header)
-    tuning = tuning_markdown(t.objective.metric, t.objective.direction, t.trials, t.sampler, t.pruner, summary)
+    budget = max(a.finished + a.pruned + a.failed for a in summary)  # as run: --tune.trials may have set it
+    tuning = tuning_markdown(t.objective.metric, t.objective.direction, budget, t.sampler, t.pruner, summary)
     text = report.markdown_path.read_text()
     title, _, rest = text.partition("\n")
     report.markdown_path.write_text(f"{title}\n\n{tuning}\n{rest}")

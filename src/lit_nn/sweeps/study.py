@@ -34,6 +34,7 @@ from lit_nn.tracking.server import OPTUNA_SCHEMA, in_schema
 
 JOURNAL = "journal:"
 PRUNED = "pruned"
+ADVISORY_LOCK = 0x6C69746E6E  # "litnn": serializes the creation of the studies' tables in PostgreSQL
 
 
 def storage_url(tune: TuneSpec, tracking_uri: str, sweep: str) -> str:
@@ -53,16 +54,25 @@ def storage_url(tune: TuneSpec, tracking_uri: str, sweep: str) -> str:
                     "(the server's PostgreSQL)")
 
 
-def _create_schema(url: str) -> None:
-    """``CREATE SCHEMA`` for :func:`in_schema`'s URL (several drivers may race to create it)."""
+def _open_postgres(url: str) -> Any:
+    """Optuna's RDBStorage on PostgreSQL, created under an advisory lock: Optuna creates its
+    schema and tables without one, and two drivers starting together collide ("duplicate key
+    value violates unique constraint pg_type_typname_nsp_index")."""
+    import optuna
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(url)
     try:
-        with engine.begin() as connection:
-            connection.execute(sqlalchemy.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
-    except sqlalchemy.exc.IntegrityError:
-        pass  # created by another driver between the check and the create
+        with engine.connect() as lock:
+            lock.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK})
+            try:
+                if f"search_path%3D{OPTUNA_SCHEMA}" in url:
+                    lock.execute(sqlalchemy.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
+                    lock.commit()
+                return optuna.storages.RDBStorage(url)
+            finally:
+                lock.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK})
+                lock.commit()
     finally:
         engine.dispose()
 
@@ -79,8 +89,8 @@ def open_storage(url: str) -> Any:
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     try:
-        if f"search_path%3D{OPTUNA_SCHEMA}" in url:
-            _create_schema(url)
+        if url.startswith(("postgresql://", "postgresql+")):
+            return _open_postgres(url)
         return optuna.storages.RDBStorage(url)
     except Exception as err:  # noqa: BLE001 - SQLAlchemy's errors: a wrong URL, a server away
         raise UserError(f"cannot open the Optuna storage {url} ({str(err).splitlines()[0][:200]}); "
