@@ -54,6 +54,8 @@ def write(tmp_path: Path, sweep: dict, name: str = "tuned.yaml") -> Path:
     ({"space": {"model.lr": {"low": 0.0, "high": 1.0, "log": True}}}, "tune.space.model.lr: a log range needs low > 0"),
     ({"space": {"model.lr": {"lo": 0.1, "high": 1.0}}}, "unknown key 'lo'"),
     ({"sampler": "grid"}, "tune.sampler must be one of 'qmc', 'tpe', 'random'"),
+    ({"confirm": {"seeds": 1}}, "tune.confirm.seeds must be 0 (no confirm phase) or >= 2"),
+    ({"confirm": {"sedes": 5}}, "unknown key tune.confirm.sedes"),
 ])
 def test_a_bad_tune_section_is_one_sentence_naming_the_key_before_any_run(tmp_path, capsys, client, tune, fragment):
     path = write(tmp_path, {**TUNED, "tune": tune})
@@ -129,8 +131,10 @@ def assert_exact_budget(client, store_dir: Path | str, sweep: str, arms: dict[st
     """Every arm: exactly its budget of FINISHED slots, one each, none RUNNING; the studies agree."""
     from optuna.trial import TrialState
 
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=1000)
-            if r.data.tags.get("sweep") == sweep and r.data.tags.get("sweep_role") == "point"]
+    points = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=1000)
+              if r.data.tags.get("sweep") == sweep and r.data.tags.get("sweep_role") == "point"]
+    assert [r.info.run_name for r in points if r.info.status == "RUNNING"] == []
+    runs = [r for r in points if r.data.tags.get("phase") == "tune"]
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
     for arm, budget in arms.items():
         finished = sorted(int(r.data.tags["trial"]) for r in runs
@@ -143,15 +147,27 @@ def assert_exact_budget(client, store_dir: Path | str, sweep: str, arms: dict[st
 
 
 def test_a_tuned_sweep_runs_each_arms_budget_once_on_validation_data_only(tmp_path, capsys, client, tracking_store):
-    path = write(tmp_path, TUNED)
+    path = write(tmp_path, {**TUNED, "seed_keys": ["seed_everything", "data.init_args.seed"],
+                            "tune": {**TUNED["tune"], "confirm": {"seeds": 2}}})
     out = tmp_path / "report"
     result = run_main(capsys, "sweep", str(path), "--workers", "2", "--out", str(out), *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
     store_dir = Path(tracking_store.removeprefix("sqlite:///")).parent
     assert_exact_budget(client, store_dir, "tuned", {"sgd": 3, "adam": 3})
-    runs = [r for r in client.search_runs([client.get_experiment_by_name("tuned").experiment_id])
-            if r.data.tags.get("phase") == "tune"]
+    every = client.search_runs([client.get_experiment_by_name("tuned").experiment_id])
+    runs = [r for r in every if r.data.tags.get("phase") == "tune"]
     assert len(runs) == 6 and all("test_acc" not in r.data.metrics for r in runs)  # the test split is never read
+    # the confirm phase: each arm's best trial's setting on 2 seeds disjoint from the tuning seed, tested
+    confirm = [r for r in every if r.data.tags.get("phase") == "confirm"]
+    assert sorted((r.data.tags["tune_arm"], r.data.tags["seed"]) for r in confirm) == [
+        ("adam", "1000"), ("adam", "1001"), ("sgd", "1000"), ("sgd", "1001")]
+    assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in confirm)
+    for run in confirm:
+        arm = run.data.tags["tune_arm"]
+        best = max((r for r in runs if r.data.tags["tune_arm"] == arm and r.data.tags.get("tune_state") != "pruned"),
+                   key=lambda r: r.data.metrics["best_val_acc"])
+        assert run.data.params["model.lr"] == best.data.params["model.lr"]
+        assert run.data.params["data.seed"] == run.data.params["seed_everything"] == run.data.tags["seed"]
     # each run trained its design row: the params MLflow recorded are the slot's
     spec = load_sweep(path)
     rows = {(p.label, p.trial): p.params for p in expand(spec)}
@@ -161,10 +177,13 @@ def test_a_tuned_sweep_runs_each_arms_budget_once_on_validation_data_only(tmp_pa
     report = (out / "report.md").read_text()
     assert "## Tuning: 3 trials per arm, sampler `qmc`" in report
     assert "| sgd | `model.lr` log [1e-05, 1]; `model.momentum` [0, 0.95] |" in report
+    assert "## Verdict: each arm's chosen setting on 2 fresh seeds (1000..1001), test `test_acc`" in report
+    assert "| adam − sgd |" in report or "| sgd − adam |" in report
+    assert {"tuning_curve.png", "sensitivity.png", "curves.png"} <= {p.name for p in out.iterdir()}
     again = run_main(capsys, "sweep", str(path), "--workers", "2", "--out", str(out), *FAST)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "0 to run, 6 already FINISHED" in again.stdout
-    assert len(client.search_runs([client.get_experiment_by_name("tuned").experiment_id])) == 7  # + the parent
+    assert "0 to run, 6 already FINISHED" in again.stdout and "0 to run, 4 already FINISHED" in again.stdout
+    assert len(client.search_runs([client.get_experiment_by_name("tuned").experiment_id])) == 11  # + the parent
 
 
 def test_a_pruned_trial_is_recorded_as_pruned_not_failed(tmp_path, capsys, client, tracking_store):
@@ -197,8 +216,8 @@ def test_a_pruned_trial_is_recorded_as_pruned_not_failed(tmp_path, capsys, clien
     assert_exact_budget(client, store_dir, "tuned", {"adam": 4})
 
 
-def finished_trials(store: Path) -> int:
-    """How many tuning trials of the sweep 'tuned' FINISHED in the SQLite store in ``store``."""
+def finished_trials(store: Path, phase: str = "tune") -> int:
+    """How many runs of the sweep 'tuned' in ``phase`` FINISHED in the SQLite store in ``store``."""
     from lit_nn.tracking.store import tracking_client
 
     if not (store / "mlflow.db").is_file():
@@ -207,14 +226,14 @@ def finished_trials(store: Path) -> int:
     exp = client.get_experiment_by_name("tuned")
     if exp is None:
         return 0
-    return len(client.search_runs([exp.experiment_id], "tags.phase = 'tune' and attributes.status = 'FINISHED'"))
+    return len(client.search_runs([exp.experiment_id], f"tags.phase = '{phase}' and attributes.status = 'FINISHED'"))
 
 
-def kill_9_after(command: list[str], env: dict[str, str], store: Path, finished: int) -> None:
-    """Start the sweep, wait (on the store, polling) until ``finished`` trials FINISHED, ``kill -9`` it."""
+def kill_9_after(command: list[str], env: dict[str, str], store: Path, finished: int, phase: str = "tune") -> None:
+    """Start the sweep, wait (on the store, polling) until ``finished`` runs of ``phase`` FINISHED, ``kill -9`` it."""
     driver = subprocess.Popen(command, cwd=store.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 400
-    while finished_trials(store) < finished:
+    while finished_trials(store, phase) < finished:
         assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline, f"fewer than {finished} trials finished in 400 s"
         time.sleep(0.5)
@@ -233,17 +252,26 @@ def finish_and_check(command: list[str], env: dict[str, str], store: Path, budge
 
 @pytest.mark.slow
 def test_kill_9_of_the_driver_then_the_same_command_keeps_every_budget_exact(tmp_path):
-    """The driver is killed twice, at different moments (after the first trial of the store ends,
-    then after the fourth); the same command then finishes: no trial lost, none run twice."""
+    """The driver is killed three times, at different moments (after the first trial of the store
+    ends, after the fourth, after the first confirm run); the same command then finishes: no trial
+    lost, none run twice, exactly the confirm seeds per arm."""
     store = tmp_path / "store"  # not the per-test store: this test's own, seen only by its commands
     store.mkdir()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "PYTHONHASHSEED": "0"}
-    path = write(tmp_path, {**TUNED, "tune": {**TUNED["tune"], "trials": 4}})
+    path = write(tmp_path, {**TUNED, "tune": {**TUNED["tune"], "trials": 4, "confirm": {"seeds": 3}}})
     command = [sys.executable, "-m", "lit_nn", "sweep", str(path), "--workers", "2", "--orphan_wait", "60", *FAST]
 
     for after in (1, 4):
         kill_9_after(command, env, store, after)
+    kill_9_after(command, env, store, 1, phase="confirm")  # and once in the confirm phase
     finish_and_check(command, env, store, budget=4)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("tuned").experiment_id
+    confirm = client.search_runs([exp], "tags.phase = 'confirm' and attributes.status = 'FINISHED'")
+    assert sorted((r.data.tags["tune_arm"], r.data.tags["seed"]) for r in confirm) == sorted(
+        (arm, str(seed)) for arm in ("sgd", "adam") for seed in (1000, 1001, 1002))  # exactly 3 each
 
 
 def test_the_tuned_optimizer_comparison_parses_with_seven_arms_and_equal_budgets():
@@ -326,3 +354,29 @@ def test_the_tuned_optimizer_comparison_runs_end_to_end_on_the_team_server(tmp_p
         studies = study_trials(storage, "compare_optimizers_tuned")
         for arm in arms:  # one trial each, told from its run, none left RUNNING
             assert [(t.user_attrs["slot"], t.state.name) for t in studies[arm]] == [(0, "COMPLETE")], arm
+
+
+@pytest.mark.slow
+def test_another_sampler_seed_reverses_no_resolved_pair(tmp_path, capsys):
+    """The same tuned comparison with sampler seeds 0 and 1: a pair one verdict resolves is never
+    resolved the other way round by the other. The arms differ plainly (2 hidden units against
+    64), so the verdicts do resolve something."""
+
+    verdicts = []
+    for seed in (0, 1):
+        sweep = copy.deepcopy({**TUNED, "name": f"stable{seed}",
+                               "points": [{"name": "narrow", "model.hidden": 2}, {"name": "wide", "model.hidden": 64}],
+                               "seed_keys": ["seed_everything", "data.init_args.seed"],
+                               "tune": {"trials": 3, "seed": seed, "pruner": "none", "confirm": {"seeds": 3},
+                                        "space": {"model.lr": {"low": 1.0e-3, "high": 0.1, "log": True}}}})
+        sweep["config"]["model"]["init_args"]["optimizer"] = "adam"
+        sweep["config"]["trainer"].update(max_epochs=3, limit_train_batches=10, limit_val_batches=4)
+        path = write(tmp_path, sweep, f"stable{seed}.yaml")
+        result = run_main(capsys, "sweep", str(path), "--workers", "2", "--out", str(tmp_path / f"r{seed}"), *FAST)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = (tmp_path / f"r{seed}" / "report.md").read_text()
+        verdicts.append({tuple(line.split("|")[1].strip().split(" − ")) for line in report.splitlines()
+                         if line.startswith("| ") and " − " in line and "| yes |" in line})
+    assert verdicts[0] and verdicts[1], verdicts  # the plain difference is resolved both times
+    for resolved in verdicts[0]:
+        assert tuple(reversed(resolved)) not in verdicts[1], verdicts

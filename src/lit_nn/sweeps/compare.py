@@ -22,6 +22,7 @@ from typing import Any
 from lit_nn.core.errors import UserError, unknown_choice
 from lit_nn.core.names import Artifact, Metric, Tag
 from lit_nn.sweeps.grid import POINT_NAME, SweepSpec, load_sweep, settings
+from lit_nn.sweeps.grid import arms as arms_of
 from lit_nn.sweeps.plan import sweep_filter
 from lit_nn.sweeps.report import HISTORY_METRICS, ArmTuning, Report, RunData, order_groups, write_report
 from lit_nn.tracking.lifecycle import RunStatus
@@ -215,7 +216,8 @@ def tuning_summary(runs: Sequence[RunData], spec: SweepSpec) -> list[ArmTuning]:
     out = []
     for label, _, _, space in arms(spec):
         latest: dict[str, RunData] = {}
-        for run in sorted((r for r in runs if r.tags.get(Tag.TUNE_ARM) == label), key=lambda r: r.start_ms):
+        for run in sorted((r for r in runs if r.tags.get(Tag.TUNE_ARM) == label and r.tags.get(Tag.PHASE) == "tune"),
+                          key=lambda r: r.start_ms):
             latest[run.tags.get(Tag.TRIAL, "")] = run
         done = [r for r in latest.values() if r.status == RunStatus.FINISHED]
         pruned = [r for r in done if r.tags.get(Tag.TUNE_STATE) == "pruned"]
@@ -240,7 +242,8 @@ def tuning_summary(runs: Sequence[RunData], spec: SweepSpec) -> list[ArmTuning]:
 
 def report_tuned_sweep(client: Any, experiment_id: str, spec: SweepSpec, parent_run_id: str | None,
                        out_dir: Path | None = None) -> Report:
-    """A tuned sweep's report: the tuning section per arm, then each arm's best trial's curves and row."""
+    """A tuned sweep's report: the tuning section per arm; with confirm runs, the verdict and its
+    figures, then the confirm runs' curves and table; without, each arm's best trial's."""
     from lit_nn.sweeps.report import tuning_markdown
 
     assert spec.tune is not None
@@ -248,23 +251,103 @@ def report_tuned_sweep(client: Any, experiment_id: str, spec: SweepSpec, parent_
     if not runs:
         raise UserError(f"sweep {spec.name!r} has no finished or failed runs yet; run it with lit-nn sweep first")
     summary = tuning_summary(runs, spec)
-    best = [a.best for a in summary if a.best is not None]
-    if not best:
+    confirm = [r for r in runs if r.tags.get(Tag.PHASE) == "confirm"]
+    shown = confirm or [a.best for a in summary if a.best is not None]
+    if not shown:
         raise UserError(f"sweep {spec.name!r}: no arm has a finished, unpruned trial yet")
     t = spec.tune
+    out = out_dir or REPORTS / spec.name
+    what = "the confirm runs (each arm's chosen setting on fresh seeds)" if confirm else "each arm's best trial"
     header = [f"Tuned sweep `{spec.name}`" + (f"; parent MLflow run `{parent_run_id}`." if parent_run_id else "."),
-              "Below the tuning table: each arm's best trial (curves and row).", *notes]
-    report = write_report(best, out_dir or REPORTS / spec.name, title=f"{spec.name}: best trial per arm",
+              f"Below: {what}, curves and table.", *notes]
+    report = write_report(shown, out, title=f"{spec.name}: " + ("confirm runs" if confirm else "best trial per arm"),
                           group_by=POINT_NAME, order=sweep_order(spec), notes=header)
     budget = max(a.finished + a.pruned + a.failed for a in summary)  # as run: --tune.trials may have set it
-    tuning = tuning_markdown(t.objective.metric, t.objective.direction, budget, t.sampler, t.pruner, summary)
+    sections = [tuning_markdown(t.objective.metric, t.objective.direction, budget, t.sampler, t.pruner, summary)]
+    figures = [report.figure_path]
+    if confirm:
+        sections.append(verdict_section(confirm, summary, runs, spec, out, figures))
     text = report.markdown_path.read_text()
     title, _, rest = text.partition("\n")
-    report.markdown_path.write_text(f"{title}\n\n{tuning}\n{rest}")
+    report.markdown_path.write_text(title + "\n\n" + "\n".join(sections) + "\n" + rest)
     if parent_run_id:
-        client.log_artifact(parent_run_id, str(report.figure_path))
-        client.log_artifact(parent_run_id, str(report.markdown_path))
-    trials = sweep_filter(spec.name, "point") + f" and tags.{Tag.PHASE} = 'tune'"
-    ui = publish_view(client, experiment_id, spec.name, trials, runs, sweep_order(spec),
-                      f"{spec.name}: the tuning trials, colored by arm")
+        for path in [*figures, report.markdown_path]:
+            client.log_artifact(parent_run_id, str(path))
+    phase = "confirm" if confirm else "tune"
+    view = sweep_filter(spec.name, "point") + f" and tags.{Tag.PHASE} = '{phase}'"
+    ui = publish_view(client, experiment_id, spec.name, view, confirm or runs, sweep_order(spec),
+                      f"{spec.name}: the {'confirm runs' if confirm else 'tuning trials'}, colored by arm")
     return replace(report, ui=ui)
+
+
+def verdict_section(confirm: Sequence[RunData], summary: Sequence[ArmTuning], runs: Sequence[RunData],
+                    spec: SweepSpec, out: Path, figures: list[Path]) -> str:
+    """The verdict's Markdown, and its two figures written into ``out`` (appended to ``figures``)."""
+    import matplotlib.pyplot as plt
+
+    from lit_nn.sweeps.report import sensitivity_figure, tuning_curve_figure, verdict_markdown
+    from lit_nn.sweeps.tune import confirm_seeds
+    from lit_nn.sweeps.verdict import ArmScore, tukey_pairs, verdict_sentence
+
+    assert spec.tune is not None
+    objective = spec.tune.objective
+    metric = objective.test_metric
+    finished = [r for r in confirm if r.status == RunStatus.FINISHED]
+    scores = [ArmScore(a.arm, tuple(r.metrics[metric] for r in finished if r.group == a.arm and metric in r.metrics))
+              for a in summary]
+    scores = [s for s in scores if len(s.values) >= 2]
+    pairs = tukey_pairs(scores, objective.maximize)
+    curse: dict[str, float | None] = {}
+    for arm in summary:
+        again = [r.metrics[objective.metric] for r in finished if r.group == arm.arm and objective.metric in r.metrics]
+        if arm.best_score is not None and again:
+            fell = arm.best_score - sum(again) / len(again)
+            curse[arm.arm] = fell if objective.maximize else -fell
+    seeds = confirm_seeds(spec.tune.confirm.seeds, spec.seeds)
+    ranked = sorted(scores, key=lambda a: a.mean, reverse=objective.maximize)
+    text = verdict_markdown(ranked, pairs, curse, metric, seeds, verdict_sentence(pairs, ranked, metric, len(seeds)),
+                            percent=metric.endswith("acc"))
+    trials = [r for r in runs if r.tags.get(Tag.PHASE) == "tune" and r.status == RunStatus.FINISHED]
+    values = {a.arm: [r.metrics[objective.metric] for r in trials
+                      if r.group == a.arm and objective.metric in r.metrics] for a in summary}
+    spaces = {label: space for label, _, _, space in arms_of(spec)}
+    keys = [k for space in spaces.values() for k in space]
+    parameter = "model.lr" if "model.lr" in keys else (keys[0] if keys else None)
+    plots = [("tuning_curve.png", tuning_curve_figure(values, objective.metric, objective.maximize))]
+    if parameter is not None:
+        param = parameter.replace(".init_args.", ".")
+        points = {a.arm: [(float(r.params[param]), r.metrics[objective.metric]) for r in trials
+                          if r.group == a.arm and param in r.params and objective.metric in r.metrics] for a in summary}
+        chosen = {a.arm: float(a.best_params[parameter]) for a in summary if parameter in a.best_params}
+        log = any(space[parameter].log for space in spaces.values() if parameter in space)
+        plots.append(("sensitivity.png", sensitivity_figure(points, chosen, parameter, objective.metric, log)))
+    for name, figure in plots:
+        figure.savefig(out / name, dpi=110)
+        plt.close(figure)
+        figures.append(out / name)
+    return text
+
+
+def chosen_settings(client: Any, experiment_id: str, spec: SweepSpec) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Each arm's chosen setting (its best unpruned trial's params, typed as in the config), for the
+    arms whose whole budget is spent (every slot FINISHED or diverged); and the arms still tuning."""
+    import yaml
+
+    from lit_nn.sweeps.plan import diverged
+
+    assert spec.tune is not None
+    runs = [r for r in search_all_runs(client, [experiment_id], sweep_filter(spec.name, "point"))
+            if r.data.tags.get(Tag.PHASE) == "tune"]
+    spent = {label: set() for label, *_ in arms_of(spec)}
+    for run in runs:
+        if run.info.status == RunStatus.FINISHED or diverged(run):
+            spent.setdefault(run.data.tags.get(Tag.TUNE_ARM, ""), set()).add(run.data.tags.get(Tag.TRIAL))
+    data = [to_run_data(client, r, r.data.tags.get(Tag.TUNE_ARM, ""), with_history=False) for r in runs
+            if r.info.status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)]
+    chosen, pending = {}, []
+    for arm in tuning_summary(data, spec):
+        if len(spent.get(arm.arm, ())) < spec.tune.trials:
+            pending.append(arm.arm)
+        elif arm.best is not None:
+            chosen[arm.arm] = {k: yaml.safe_load(v) for k, v in arm.best_params.items()}
+    return chosen, pending

@@ -27,7 +27,7 @@ from lit_nn.core.errors import UserError, check_positive, unknown_choice
 from lit_nn.core.names import Metric, Tag
 from lit_nn.core.signals import SIGTERM_EXIT, SIGTERM_REASON, install_sigterm_handler, sigterm_received
 from lit_nn.sweeps.grid import POINT_NAME, Point, SweepSpec, arms, point_settings_count, short_key
-from lit_nn.sweeps.plan import decide, point_runs
+from lit_nn.sweeps.plan import DIVERGED, decide, point_runs
 from lit_nn.sweeps.tune import study_name
 from lit_nn.sweeps.worker import SKIPPED
 from lit_nn.tracking.lifecycle import RunStatus, tracked_run
@@ -206,7 +206,16 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
                                threads=threads, pins=pins))
         outcomes, completed, seconds = _run(client, experiment_id, parent, spec, todo, extra, own_process,
                                             out_dir, launch, options, storage)
-        failed = [o for o in outcomes if o.status not in (RunStatus.FINISHED, SKIPPED)]
+        if completed and spec.tune is not None and spec.tune.confirm.seeds:
+            confirm_todo, confirm_done = _confirm_phase(client, experiment_id, spec, extra, options)
+            todo += confirm_todo
+            decisions += confirm_done
+            more, completed, more_s = _run(client, experiment_id, parent, spec, confirm_todo, extra, own_process,
+                                           out_dir, launch, options, storage)
+            outcomes += more
+            seconds += more_s
+        failed = [o for o in outcomes if o.status not in (RunStatus.FINISHED, SKIPPED)
+                  and not (o.point.phase == "tune" and o.reason.startswith(DIVERGED))]  # a trial's result
         elsewhere = [o for o in outcomes if o.status == SKIPPED]
         report = None
         if completed and options.report:
@@ -232,6 +241,28 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     if report is not None and report.ui:
         print(report.ui)
     return 1 if failed else 0
+
+
+def _confirm_phase(client: Any, experiment_id: str, spec: SweepSpec, extra: list[str],
+                   options: SweepOptions) -> tuple[list[Point], list[Any]]:
+    """The confirm points still to run (each spent arm's best setting on the confirm seeds), and
+    the decisions for those already FINISHED; says which arms are not ready to confirm."""
+    from lit_nn.sweeps.compare import chosen_settings
+    from lit_nn.sweeps.grid import expand_confirm
+    from lit_nn.sweeps.tune import confirm_seeds
+
+    assert spec.tune is not None
+    chosen, pending = chosen_settings(client, experiment_id, spec)
+    points = expand_confirm(spec, chosen, extra)
+    decisions = decide(points, point_runs(client, experiment_id, spec.name), force=options.force)
+    todo = [d.point for d in decisions if d.action in ("run", "running")]
+    seeds = confirm_seeds(spec.tune.confirm.seeds, spec.seeds)
+    print(f"confirm: {len(chosen)} arm(s), each its best setting on seeds {seeds[0]}..{seeds[-1]}, judged on the "
+          f"test split: {len(todo)} to run, {len(decisions) - len(todo)} already FINISHED", flush=True)
+    if pending:
+        print(f"confirm: not yet for {', '.join(pending)}: their tuning budget is not spent (a trial failed, or "
+              "another sweep still runs it); run the same command again when it is", file=sys.stderr, flush=True)
+    return todo, [d for d in decisions if d.action == "done"]
 
 
 def describe(spec: SweepSpec, points: list[Point]) -> str:

@@ -32,7 +32,7 @@ import yaml
 
 from lit_nn.core.errors import UserError, unknown_choice
 from lit_nn.core.names import Tag
-from lit_nn.sweeps.tune import Dimension, TuneSpec, design, merged_space, parse_tune
+from lit_nn.sweeps.tune import Dimension, TuneSpec, confirm_seeds, design, merged_space, parse_tune
 
 SWEEP_KEYS = ("name", "experiment", "base", "config", "grid", "points", "seeds", "seed_keys", "group_by",
               "description", "tune")
@@ -81,6 +81,7 @@ class Point:
     trial: int | None = None        # a tuned sweep's budget slot in the arm (label), else None
     params: dict[str, Any] | None = None  # the slot's design row (qmc, random); None: asked (tpe)
     space: dict[str, Dimension] | None = None  # the arm's search space (tuned sweeps)
+    phase: str | None = None        # tuned sweeps: "tune" (a trial) or "confirm" (the arm's best, a fresh seed)
 
     @property
     def run_name(self) -> str:
@@ -90,8 +91,10 @@ class Point:
         """The MLflow tags of the point's run: nesting, sweep identity and the varied values."""
         tags = {**self.varied, Tag.SWEEP: sweep, Tag.SWEEP_ROLE: "point", Tag.SWEEP_POINT: self.label,
                 Tag.SEED: str(self.seed), Tag.CONFIG_HASH: self.config_hash}
+        if self.phase is not None:
+            tags.update({Tag.PHASE: self.phase, Tag.TUNE_ARM: self.label})
         if self.trial is not None:
-            tags.update({Tag.PHASE: "tune", Tag.TUNE_ARM: self.label, Tag.TRIAL: str(self.trial)})
+            tags[Tag.TRIAL] = str(self.trial)
         if parent_run_id:
             tags[Tag.PARENT_RUN_ID] = parent_run_id
         return tags
@@ -377,7 +380,30 @@ def expand_tuned(spec: SweepSpec, extra_args: list[str] | tuple[str, ...] = ()) 
             identity = {**tune.identity(), "space": {k: vars(d) for k, d in sorted(space.items())}, "slot": slot}
             digest = config_hash(config, extra, source_identity(config.get("data")), identity)
             points.append(Point(label, seed, all_overrides, varied, config, extra, digest, trial=slot,
-                                params=params, space=space))
+                                params=params, space=space, phase="tune"))
+    return points
+
+
+def expand_confirm(spec: SweepSpec, best: dict[str, dict[str, Any]],
+                   extra_args: list[str] | tuple[str, ...] = ()) -> list[Point]:
+    """The confirm phase's points: each arm's chosen setting (``best``: arm -> params; arms whose
+    budget is not spent yet are absent) on every confirm seed, seed-major like a plain sweep."""
+    from lit_nn.data.datamodule import source_identity
+
+    assert spec.tune is not None
+    extra = tuple(extra_args)
+    points: list[Point] = []
+    for seed in confirm_seeds(spec.tune.confirm.seeds, spec.seeds):
+        for label, overrides, varied, space in arms(spec):
+            if label not in best:
+                continue
+            config = copy.deepcopy(spec.config)
+            all_overrides = {**overrides, **{key: seed for key in spec.seed_keys}}
+            for key, value in {**all_overrides, **best[label]}.items():
+                set_dotted(config, key, value)
+            digest = config_hash(config, extra, source_identity(config.get("data")), {"phase": "confirm"})
+            points.append(Point(label, seed, all_overrides, varied, config, extra, digest, params=best[label],
+                                space=space, phase="confirm"))
     return points
 
 

@@ -35,6 +35,15 @@ def point_runs(client: Any, experiment_id: str, sweep: str) -> list[Any]:
     return search_all_runs(client, [experiment_id], sweep_filter(sweep, "point"))
 
 
+DIVERGED = "training diverged"  # how lit_nn.models.base words a NaN or exploding loss
+
+
+def diverged(run: Any) -> bool:
+    """A run that FAILED because its loss diverged: for a tuning trial, a result (its setting is
+    too aggressive), not a fault to retry."""
+    return run.info.status == RunStatus.FAILED and run.data.tags.get(Tag.FAILURE_REASON, "").startswith(DIVERGED)
+
+
 def decide(points: list[Point], runs: list[Any], force: bool = False) -> list[Decision]:
     """Skip FINISHED and live RUNNING points (FINISHED ones too unless ``force``); run the rest."""
     by_hash: dict[str, list[Any]] = {}
@@ -44,7 +53,8 @@ def decide(points: list[Point], runs: list[Any], force: bool = False) -> list[De
     for point in points:
         found = sorted(by_hash.get(point.config_hash, []), key=lambda r: r.info.start_time or 0)
         running = [r for r in found if r.info.status == RunStatus.RUNNING]
-        finished = [r for r in found if r.info.status == RunStatus.FINISHED]
+        finished = [r for r in found if r.info.status == RunStatus.FINISHED
+                    or (point.phase == "tune" and diverged(r))]  # a diverged trial is a trial's result
         if running:
             r = running[-1]
             where = f"pid {r.data.tags.get(Tag.PID, '?')} on {r.data.tags.get(Tag.HOST, '?')}"
@@ -52,7 +62,8 @@ def decide(points: list[Point], runs: list[Any], force: bool = False) -> list[De
                                       r.info.run_id))
         elif finished and not force:
             r = finished[-1]
-            decisions.append(Decision(point, "done", f"FINISHED run {r.info.run_id[:8]}", r.info.run_id))
+            decisions.append(Decision(point, "done", f"{'diverged' if diverged(r) else 'FINISHED'} run "
+                                                     f"{r.info.run_id[:8]}", r.info.run_id))
         else:
             note = f"previous: {found[-1].info.status}" if found else "new"
             if finished and force:

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lit_nn.core.names import Metric, Param, Tag  # noqa: E402
+from lit_nn.sweeps.verdict import ArmScore, Pair  # noqa: E402
 from lit_nn.tracking.lifecycle import RunStatus  # noqa: E402
 
 HISTORY_METRICS = (Metric.VAL_ACC, Metric.VAL_LOSS, Metric.TRAIN_LOSS)  # the per-epoch values a report reads
@@ -429,3 +430,87 @@ def tuning_markdown(objective: str, direction: str, trials: int, sampler: str, p
     lines += ["", "A best trial's score was chosen among many tries on the same validation data, so it is "
               "biased upwards; it ranks settings within an arm, not arms against each other."]
     return "\n".join(lines) + "\n"
+
+
+# -- the verdict of a tuned sweep with a confirm phase ---------------------------------------------
+def verdict_markdown(scores: Sequence[ArmScore], pairs: Sequence[Pair], curse: dict[str, float | None],
+                     metric: str, seeds: Sequence[int], sentence: str, percent: bool) -> str:
+    """Per arm the confirm runs' mean and 95 % interval with the winner's curse; every pair with
+    Tukey HSD intervals; for each unresolved pair the seeds per arm that would resolve it."""
+    def fmt(v: float) -> str:
+        return f"{v:.2%}" if percent else f"{v:.4f}"
+
+    def points(v: float) -> str:
+        return f"{v * 100:+.2f} points" if percent else f"{v:+.4f}"
+
+    lines = [f"## Verdict: each arm's chosen setting on {len(seeds)} fresh seeds ({seeds[0]}..{seeds[-1]}), "
+             f"test `{metric}`", "", sentence, "",
+             f"| arm | mean {metric} | 95 % interval | runs | tune-phase best → confirm (validation) |",
+             "|---|---:|---|---:|---|"]
+    for arm in scores:
+        low, high = arm.interval()
+        fell = curse.get(arm.arm)
+        lines.append(f"| {arm.arm} | {fmt(arm.mean)} | [{fmt(low)}, {fmt(high)}] | {len(arm.values)} | "
+                     + (f"{points(-fell)}" if fell is not None else "—") + " |")
+    lines += ["", "The last column is the winner's curse: how far the best trial's validation score fell when "
+              "its setting ran again on new seeds.", "",
+              "| pair (better − worse) | difference | Tukey HSD 95 % interval | resolved | seeds per arm to resolve |",
+              "|---|---:|---|---|---|"]
+    for p in pairs:
+        if p.resolved:
+            need = "—"
+        elif p.seeds_needed is None:
+            need = f"not resolvable: the observed difference ({points(p.difference)}) is too small against the spread"
+        else:
+            need = f"{p.seeds_needed} (80 % power at the observed spread)"
+        lines.append(f"| {p.a} − {p.b} | {points(p.difference)} | [{points(p.low)}, {points(p.high)}] | "
+                     f"{'yes' if p.resolved else 'no'} | {need} |")
+    lines += ["", "Tukey HSD intervals hold for all pairs at once (equal seeds per arm; all pairs compared). "
+              "Seeds to resolve: a two-sample t-test at level 0.05 / pairs with 80 % power, for the observed "
+              "difference and pooled spread. Figures: `tuning_curve.png` (expected best validation score "
+              "after k trials, Dodge et al. 2019: how hard each arm is to tune), `sensitivity.png` (the "
+              "objective against the main searched parameter, the chosen setting marked)."]
+    return "\n".join(lines) + "\n"
+
+
+def tuning_curve_figure(values: dict[str, list[float]], objective: str, maximize: bool) -> plt.Figure:
+    """Expected best validation score after k trials, per arm (:func:`lit_nn.sweeps.verdict.expected_best`)."""
+    from lit_nn.sweeps.verdict import expected_best
+
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    for arm, scores in values.items():
+        if not scores:
+            continue
+        ks = list(range(1, len(scores) + 1))
+        axis.plot(ks, [expected_best(scores, k, maximize) for k in ks], marker="o", markersize=3, label=arm)
+    axis.set_xlabel("trials (k)")
+    axis.set_ylabel(f"expected best {objective}")
+    axis.set_title("How hard each arm is to tune: expected best after k trials")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def sensitivity_figure(trials: dict[str, list[tuple[float, float]]], chosen: dict[str, float], parameter: str,
+                       objective: str, log: bool) -> plt.Figure:
+    """The objective against the main searched parameter, per arm: trials as points, the chosen one a star."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    for arm, points in trials.items():
+        if not points:
+            continue
+        line = axis.scatter([p for p, _ in points], [v for _, v in points], s=14, label=arm, alpha=0.8)
+        if arm in chosen:
+            best = max(points, key=lambda pv: pv[1]) if chosen[arm] is None else \
+                min(points, key=lambda pv: abs(pv[0] - chosen[arm]))
+            axis.scatter([best[0]], [best[1]], marker="*", s=160, color=line.get_facecolor()[0], edgecolor="black")
+    if log:
+        axis.set_xscale("log")
+    axis.set_xlabel(parameter)
+    axis.set_ylabel(objective)
+    axis.set_title(f"{objective} against {parameter} (★ the chosen setting)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -108,6 +108,36 @@ class Objective:
         """The per-epoch metric a pruner watches: ``best_val_acc`` is judged by ``val_acc`` each epoch."""
         return self.metric.removeprefix("best_")
 
+    @property
+    def test_metric(self) -> str:
+        """What the confirm runs are judged by: the objective's test-split twin (``test_acc``)."""
+        return "test_" + self.per_epoch.removeprefix("val_")
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """The confirm phase: each arm's chosen setting re-run on ``seeds`` fresh seeds, judged on the test split."""
+
+    seeds: int = 0  # 0: no confirm phase; else at least 2 (an interval needs two)
+
+
+CONFIRM_SEED_BASE = 1000  # confirm seeds are 1000, 1001, ...: disjoint from the tuning seed
+
+
+def confirm_seeds(count: int, tuning: list[int]) -> list[int]:
+    """``count`` seeds for the confirm runs, none of them a seed of the tuning phase (weights,
+    split and shuffle all come from the seed keys, so a disjoint seed is a fresh draw of each)."""
+    out, seed = [], CONFIRM_SEED_BASE
+    while len(out) < count:
+        if seed not in tuning:
+            out.append(seed)
+        seed += 1
+    return out
+
 
 @dataclass(frozen=True)
 class TuneSpec:
@@ -124,6 +154,8 @@ class TuneSpec:
             metric trails the arm's other trials (recorded as pruned, never as failed).
         storage: where the Optuna studies live; default: a journal file beside a local store,
             the same PostgreSQL database for a postgresql:// store.
+        confirm: ``{seeds: N}``: after an arm's budget is spent, its best setting runs on N fresh
+            seeds and the report's verdict compares the arms on the test split.
     """
 
     trials: int = 8
@@ -133,10 +165,14 @@ class TuneSpec:
     objective: Objective = field(default_factory=Objective)
     pruner: Literal["none", "median", "hyperband"] = "median"
     storage: str | None = None
+    confirm: Confirm = field(default_factory=Confirm)
 
     def check(self) -> None:
         if self.trials < 1:
             raise UserError(f"tune.trials must be >= 1 (the runs each arm gets), got {self.trials}")
+        if self.confirm.seeds < 0 or self.confirm.seeds == 1:
+            raise UserError(f"tune.confirm.seeds must be 0 (no confirm phase) or >= 2 (an interval needs two "
+                            f"seeds), got {self.confirm.seeds}")
         for key, dim in self.space.items():
             dim.check(key)
         if self.objective.direction not in ("maximize", "minimize"):
@@ -147,8 +183,8 @@ class TuneSpec:
         """What makes a slot's result: everything but the budget (more trials keep the first ones)
         and where the study is stored."""
         out = asdict(self)
-        out.pop("trials")
-        out.pop("storage")
+        for key in ("trials", "storage", "confirm"):
+            out.pop(key)
         return out
 
 
@@ -178,7 +214,7 @@ def _one_line(message: str) -> str:
     """jsonargparse's message as one line: ``tune.trials: Expected a <class 'int'>. Got value: x``."""
     if m := re.search(r"Group '([\w.]+)' does not accept option '([\w.]+)'", message):
         group, key = m.groups()
-        valid = {"tune": TuneSpec, "tune.objective": Objective}.get(group, Dimension)
+        valid = {"tune": TuneSpec, "tune.objective": Objective, "tune.confirm": Confirm}.get(group, Dimension)
         return (f"unknown key {group}.{key}; valid keys: "
                 + ", ".join(f.name for f in fields(valid)))
     if m := re.search(r"Option '(\w+)' is not accepted", message):
