@@ -39,7 +39,7 @@ def _print_overview() -> None:
     print("\n".join(lines))
 
 
-def _run_trainer_command(argv: list[str]) -> Any:
+def run_trainer_command(argv: list[str]) -> Any:
     """Run a trainer command line; return the finished LitNNCLI (its trainer, model, logger)."""
     import tempfile
 
@@ -154,7 +154,7 @@ def _dispatch(argv: list[str]) -> None:
             return
         command = argv[0]
         if command in TRAINER_COMMANDS:
-            _run_trainer_command(argv)
+            run_trainer_command(argv)
             return
         from lit_nn.cli.commands import COMMANDS, run_tool
 

@@ -55,9 +55,9 @@ def _dispatch(argv: list[str]) -> Any:
 
     quiet_libraries()
     if argv[0] == "fit":
-        from lit_nn.cli.main import _run_trainer_command
+        from lit_nn.cli.main import run_trainer_command
 
-        return _run_trainer_command(argv)
+        return run_trainer_command(argv)
     from lit_nn.cli.commands import run_tool
 
     try:
