@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
 .PHONY: help install train train-rnn test test-kernels test-slow test-gpu lint ui server lab figures bench \
-        compare-optimizers compare-depth compare-activations compare-models compare-rnn-cells clean
+        compare-optimizers compare-depth compare-activations compare-models compare-rnn-cells clean \
+        compare-optimizers-tuned compare-depth-tuned compare-activations-tuned
 
 help:                     ## this list: every target and what it does
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1|/' | awk -F'|' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -37,6 +38,15 @@ compare-depth: install    ## MLP depth 0-3
 
 compare-activations: install  ## sigmoid, tanh, relu, leaky_relu, selu, gelu
 	$(BIN)/lit-nn sweep experiments/compare_activations.yaml --workers $(WORKERS) $(ARGS)
+
+compare-optimizers-tuned: install  ## the seven optimizers, each tuned with the same budget, then a verdict on 5 fresh seeds (~15 min)
+	$(BIN)/lit-nn sweep experiments/compare_optimizers_tuned.yaml --workers $(WORKERS) $(ARGS)
+
+compare-depth-tuned: install  ## MLP depth 0-3, the learning rate tuned per depth, then a verdict
+	$(BIN)/lit-nn sweep experiments/compare_depth_tuned.yaml --workers $(WORKERS) $(ARGS)
+
+compare-activations-tuned: install  ## six activations, the learning rate tuned per activation, then a verdict
+	$(BIN)/lit-nn sweep experiments/compare_activations_tuned.yaml --workers $(WORKERS) $(ARGS)
 
 compare-models: install   ## MLP vs CNN, same data and budget
 	$(BIN)/lit-nn sweep experiments/compare_models.yaml --workers $(WORKERS) $(ARGS)
