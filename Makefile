@@ -63,6 +63,17 @@ test-kernels: install     ## the recorded-history tests under torch's other CPU 
 test-slow: install        ## DDP, kill-and-resume, browser and other long end-to-end tests
 	$(BIN)/pytest -q -m slow
 
+# a second venv with every direct dependency at its floor in pyproject.toml (constraints/oldest.txt)
+OLDEST := .venv-oldest
+$(OLDEST)/.install-stamp: pyproject.toml constraints/oldest.txt
+	@test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -m pip install --quiet -e '.[dev]' -c constraints/oldest.txt
+	@touch $@
+
+test-oldest: $(OLDEST)/.install-stamp  ## the fast suite at the dependency floors (.venv-oldest from constraints/oldest.txt)
+	$(OLDEST)/bin/pytest -q -m "not slow"
+
 test-gpu: install         ## CUDA tests: fit, bf16, determinism, GPU checkpoint on CPU, 2-GPU DDP (skip without GPUs)
 	$(BIN)/pytest -q -m gpu
 
