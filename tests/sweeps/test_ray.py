@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from helpers import REPO
+from ray_cluster import ray_head  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="needs Ray: pip install 'lit-nn[ray]' (CI installs it)")
@@ -61,7 +62,7 @@ def point_runs(client, experiment: str) -> list:
     return [] if exp is None else client.search_runs([exp.experiment_id], "tags.sweep_role = 'point'", max_results=100)
 
 
-def test_a_sweep_on_ray_survives_a_killed_worker_and_equals_the_local_launcher(tmp_path: Path, client, ray_head):
+def test_a_sweep_on_ray_survives_a_killed_worker_and_equals_the_local_launcher(tmp_path: Path, client, ray_head):  # noqa: F811 - the imported fixture
     path = tmp_path / "raysweep.yaml"
     path.write_text(yaml.safe_dump(SWEEP))
     sweep = subprocess.Popen(sweep_cmd(path, "--launcher", "ray", "--address", ray_head), cwd=REPO,

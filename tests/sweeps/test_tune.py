@@ -21,6 +21,7 @@ from lit_nn.sweeps.tune import Dimension, design, edge_warnings, parse_tune
 from team import needs_postgres, team_server
 
 from helpers import REPO, assert_clean_error, run_main
+from ray_cluster import ray_head  # noqa: F401 - the fixture
 
 TUNED = {
     "name": "tuned",
@@ -309,7 +310,7 @@ def test_two_drivers_on_one_team_server_share_the_studies_and_keep_the_budget(tm
 
 
 @pytest.mark.slow
-def test_kill_9_of_a_tuned_sweep_on_ray_then_the_same_command_keeps_every_budget_exact(tmp_path, ray_head):
+def test_kill_9_of_a_tuned_sweep_on_ray_then_the_same_command_keeps_every_budget_exact(tmp_path, ray_head):  # noqa: F811 - the imported fixture
     store = tmp_path / "store"
     store.mkdir()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "PYTHONHASHSEED": "0"}

@@ -1,4 +1,4 @@
-"""Fixtures of the sweep tests: a real Ray cluster on loopback."""
+"""A real Ray cluster for tests: ``ray start --head`` on loopback (the ``ray_head`` fixture)."""
 
 from __future__ import annotations
 
