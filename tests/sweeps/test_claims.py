@@ -190,7 +190,7 @@ def test_two_sweeps_of_one_file_from_two_folders_run_every_point_once(tmp_path: 
         finally:
             for proc in procs:
                 proc.kill()
-        assert [p.returncode for p in procs] == [0, 0], outputs
+        assert [p.returncode for p in procs] == [0, 0], "\n\n".join(outputs)  # whole, not cut by pytest
         client = MlflowClient(url)
         experiment_id = client.get_experiment_by_name("team-sweep").experiment_id
         points = client.search_runs([experiment_id], "tags.sweep = 'shared' and tags.sweep_role = 'point'")
