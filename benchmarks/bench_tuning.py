@@ -3,6 +3,7 @@
 * **Driver overhead.** The same trainings run twice through ``lit-nn sweep``: as a plain sweep
   whose points are the settings the tuned sweep's design draws, and as the tuned sweep (pruner
   ``none``), which also asks and tells each arm's Optuna study and writes the trial's config.
+  Neither runs the test split (tuning trials never do).
   Per-trial time is the sweep's own per-point time (claim, training, settling); rounds alternate
   the two so that load on a shared machine hits both alike.
 * **Pruning.** The same tuned sweep with the default pruner (``median``) and with none: the
@@ -68,7 +69,8 @@ def run_sweep(path: Path, folder: Path) -> dict[str, Any]:
     store = Path(tempfile.mkdtemp(prefix="store-", dir=folder))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "PYTHONHASHSEED": "0"}
     done = subprocess.run([sys.executable, "-m", "lit_nn", "sweep", str(path), "--workers", "1", "--report", "false",
-                           "--out", str(folder / "out"), "--log_checkpoint", "false", "--log_model", "false"],
+                           "--out", str(folder / "out"), "--log_checkpoint", "false", "--log_model", "false",
+                           "--test_after_fit", "false"],  # tuning trials never test: nor do the plain points here
                           cwd=folder, env=env, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"lit-nn sweep {path.name} failed: {done.stderr[-2000:]}")
