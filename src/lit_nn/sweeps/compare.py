@@ -208,13 +208,12 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
 
 def tuning_summary(runs: Sequence[RunData], spec: SweepSpec) -> list[ArmTuning]:
     """Per arm of a tuned sweep: its trials' outcomes (the latest run of each slot) and its best setting."""
-    from lit_nn.sweeps.grid import arms
     from lit_nn.sweeps.tune import edge_warnings
 
     assert spec.tune is not None
     objective, maximize = spec.tune.objective.metric, spec.tune.objective.direction == "maximize"
     out = []
-    for label, _, _, space in arms(spec):
+    for label, _, _, space in arms_of(spec):
         latest: dict[str, RunData] = {}
         for run in sorted((r for r in runs if r.tags.get(Tag.TUNE_ARM) == label and r.tags.get(Tag.PHASE) == "tune"),
                           key=lambda r: r.start_ms):

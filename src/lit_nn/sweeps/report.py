@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lit_nn.core.names import Metric, Param, Tag  # noqa: E402
-from lit_nn.sweeps.verdict import ArmScore, Pair  # noqa: E402
+from lit_nn.sweeps.verdict import ArmScore, Pair, t_quantile  # noqa: E402
 from lit_nn.tracking.lifecycle import RunStatus  # noqa: E402
 
 HISTORY_METRICS = (Metric.VAL_ACC, Metric.VAL_LOSS, Metric.TRAIN_LOSS)  # the per-epoch values a report reads
@@ -179,15 +179,6 @@ def summarize(runs: Sequence[RunData], order: Sequence[str] | None = None, score
 
 
 # two-sided 95 % quantiles of Student's t by degrees of freedom (beyond the table: 1.96)
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-       12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
-
-
-def t95(df: int) -> float:
-    """The 95 % two-sided t quantile for ``df`` degrees of freedom (the next smaller tabled df: wider)."""
-    return T95[max(k for k in T95 if k <= df)] if df <= 30 else 1.96
-
-
 @dataclass(frozen=True)
 class Difference:
     """How much better ``better`` scored than ``worse``, paired by seed: mean and 95 % t interval over
@@ -237,7 +228,7 @@ def neighbour_differences(runs: Sequence[RunData], score: Score | None = None) -
         half = 0.0
         if len(diffs) >= 2:
             sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
-            half = t95(len(diffs) - 1) * sd / math.sqrt(len(diffs))
+            half = t_quantile(len(diffs) - 1) * sd / math.sqrt(len(diffs))
         out.append(Difference(better, worse, mean, mean - half, mean + half, len(diffs), score.higher_is_better))
     return out
 

@@ -27,6 +27,14 @@ ALPHA = 0.05
 MAX_SEEDS = 10_000  # beyond this a difference is called not resolvable
 
 
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """The two-sided Student-t quantile for a ``level`` interval with ``df`` degrees of freedom
+    (the one every interval of the reports uses)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, df))
+
+
 @dataclass(frozen=True)
 class ArmScore:
     """An arm's confirm-run scores: mean and 95 % interval."""
@@ -45,7 +53,7 @@ class ArmScore:
         if n < 2:
             return (self.mean, self.mean)
         sd = float(stats.tstd(self.values))
-        half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+        half = t_quantile(n - 1, level) * sd / math.sqrt(n)
         return (float(self.mean - half), float(self.mean + half))
 
 

@@ -188,7 +188,11 @@ def train_trial(job: dict[str, Any], run_fit: FitEntry) -> dict[str, Any]:
     from lit_nn.sweeps.study import TrialSlot
     from lit_nn.tracking.store import tracking_client
 
-    slot = TrialSlot.start(job["tune"])
+    try:
+        slot = TrialSlot.start(job["tune"])
+    except Exception as err:  # noqa: BLE001 - the study is away or broken: this slot fails, the worker lives on
+        return _result(RunStatus.FAILED, f"cannot ask the arm's Optuna study in {job['tune']['storage']} "
+                                         f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})")
     argv = list(job["argv"])
     at = argv.index("-c") + 1
     argv[at] = str(slot.config_file(Path(argv[at])))
