@@ -13,6 +13,7 @@ import sys
 
 from lit_nn.core.names import Tag
 from lit_nn.sweeps.claims import claim_prefix
+from lit_nn.sweeps.sweep import Sweep
 from lit_nn.sweeps.worker import run_claimed
 from lit_nn.tracking.lifecycle import RunStatus, end_run
 from lit_nn.tracking.store import tracking_client
@@ -33,7 +34,7 @@ for point in points:
         print(f"ran {point}", flush=True)
         return {"status": "FINISHED"}
 
-    job = {"experiment_id": experiment_id, "claim": {"prefix": claim_prefix(experiment_id, sweep, point),
+    job = {"experiment_id": experiment_id, "claim": {"prefix": claim_prefix(Sweep(sweep, experiment_id), point),
                                                      "lease_s": 300.0, "sweep": sweep, "config_hash": point}}
     run_claimed(job, train)
 print("done", flush=True)

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from lit_nn.sweeps import claims
+from lit_nn.sweeps.sweep import Sweep
 from lit_nn.sweeps.worker import SKIPPED, run_claimed
 from team import needs_postgres, team_server
 
@@ -43,13 +44,13 @@ def _finished_job(client, experiment_id: str, point: str) -> tuple[dict, list, C
         client.set_terminated(run.info.run_id, "FINISHED")
         return {"status": "FINISHED"}
 
-    job = {"experiment_id": experiment_id, "claim": {"prefix": claims.claim_prefix(experiment_id, "s", point),
+    job = {"experiment_id": experiment_id, "claim": {"prefix": claims.claim_prefix(Sweep("s", experiment_id), point),
                                                      "lease_s": 300.0, "sweep": "s", "config_hash": point}}
     return job, ran, train
 
 
 def test_a_held_claim_keeps_others_out_until_released(client):
-    prefix = claims.claim_prefix("1", "sweep", "abc")
+    prefix = claims.claim_prefix(Sweep("sweep", "1"), "abc")
     first, note = claims.try_claim(client, prefix)
     assert first is not None and first.generation == 0 and note == ""
     second, why = claims.try_claim(client, prefix)
@@ -65,14 +66,14 @@ def test_a_held_claim_keeps_others_out_until_released(client):
 
 
 def test_points_of_other_sweeps_and_experiments_are_separate(client):
-    assert claims.try_claim(client, claims.claim_prefix("1", "a", "p"))[0] is not None
-    assert claims.try_claim(client, claims.claim_prefix("1", "b", "p"))[0] is not None
-    assert claims.try_claim(client, claims.claim_prefix("2", "a", "p"))[0] is not None
-    assert claims.try_claim(client, claims.claim_prefix("1", "a", "q"))[0] is not None
+    assert claims.try_claim(client, claims.claim_prefix(Sweep("a", "1"), "p"))[0] is not None
+    assert claims.try_claim(client, claims.claim_prefix(Sweep("b", "1"), "p"))[0] is not None
+    assert claims.try_claim(client, claims.claim_prefix(Sweep("a", "2"), "p"))[0] is not None
+    assert claims.try_claim(client, claims.claim_prefix(Sweep("a", "1"), "q"))[0] is not None
 
 
 def test_a_claim_not_renewed_within_its_lease_is_taken_over_and_its_owner_loses_it(client):
-    prefix = claims.claim_prefix("1", "sweep", "abc")
+    prefix = claims.claim_prefix(Sweep("sweep", "1"), "abc")
     owner, _ = claims.try_claim(client, prefix)
     assert claims.try_claim(client, prefix, lease_s=60, now=lambda: owner.created + 59)[0] is None
     taker, note = claims.try_claim(client, prefix, lease_s=60, now=lambda: owner.created + 61)
@@ -83,7 +84,7 @@ def test_a_claim_not_renewed_within_its_lease_is_taken_over_and_its_owner_loses_
 
 
 def test_a_claim_whose_process_is_gone_on_this_host_is_taken_over_at_once(client):
-    prefix = claims.claim_prefix("1", "sweep", "abc")
+    prefix = claims.claim_prefix(Sweep("sweep", "1"), "abc")
     code = (f"from lit_nn.sweeps import claims; from lit_nn.tracking.store import tracking_client; "
             f"assert claims.try_claim(tracking_client(), {prefix!r})[0] is not None")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "LIT_NN_SWEEP_PID": ""})
@@ -92,7 +93,7 @@ def test_a_claim_whose_process_is_gone_on_this_host_is_taken_over_at_once(client
 
 
 def test_a_renewal_that_finds_its_claim_taken_stops_the_point(client):
-    prefix = claims.claim_prefix("1", "sweep", "abc")
+    prefix = claims.claim_prefix(Sweep("sweep", "1"), "abc")
     claim, _ = claims.try_claim(client, prefix)
     claims._create(client, prefix, 1, claims.HELD, {"host": "elsewhere", "pid": 1})  # someone took it over
     lost = threading.Event()

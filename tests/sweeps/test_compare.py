@@ -11,6 +11,7 @@ from matplotlib.collections import PolyCollection
 
 from lit_nn.sweeps.compare import report_sweep
 from lit_nn.sweeps.report import RunData, Stat, curve_data, summarize
+from lit_nn.sweeps.sweep import Sweep
 from lit_nn.tracking.store import ensure_experiment
 
 from helpers import run_main
@@ -93,7 +94,7 @@ def test_compare_table_equals_the_runs_metrics(client, sweep_runs, capsys, tmp_p
 
 
 def test_plot_has_one_mean_line_and_one_band_per_group(client, sweep_runs, tmp_path):
-    report = report_sweep(client, sweep_runs["exp_id"], "opt", "sweep_point", ["adam", "sgd", "boom"], None,
+    report = report_sweep(client, Sweep("opt", sweep_runs["exp_id"]), "sweep_point", ["adam", "sgd", "boom"],
                           tmp_path / "rep")
     val_ax, loss_ax = report.figure.axes
     for ax, metric, fn in ((val_ax, "val_acc", val_acc), (loss_ax, "train_loss", train_loss)):
@@ -209,7 +210,7 @@ def test_runs_on_other_data_are_left_out_not_mixed(client, tmp_path):
         client.log_metric(run.info.run_id, "val_acc", acc, step=0)
         client.log_metric(run.info.run_id, "train_loss", 1.0, step=0)
         client.set_terminated(run.info.run_id, "FINISHED")
-    report = report_sweep(client, exp_id, "mixed", "sweep_point", None, None, tmp_path)
+    report = report_sweep(client, Sweep("mixed", exp_id), "sweep_point", None, tmp_path)
     assert sorted((row.group, row.runs) for row in report.rows) == [("adam", 1), ("sgd", 1)]
     table = report.markdown_path.read_text()
     assert "| sgd | 1 | 0.9700 |" in table and "| adam | 1 | 0.9800 |" in table
@@ -232,7 +233,7 @@ def test_char_rnn_sweep_is_ranked_by_nats_per_char_and_shows_samples(client, tmp
             client.log_text(rid, f"{cell} seed {seed} after epoch {epoch}", f"samples/epoch_{epoch:03d}.txt")
         client.log_metric(rid, "val_bpc", (per_epoch[-1] + 0.01 * seed) / math.log(2), step=2)
         client.set_terminated(rid, "FINISHED", end_time=T0 + i + 1000)
-    report = report_sweep(client, exp_id, "cells", "cell", ["classic", "gru"], None, tmp_path)
+    report = report_sweep(client, Sweep("cells", exp_id), "cell", ["classic", "gru"], tmp_path)
     text = report.markdown_path.read_text()
     assert "| cell | runs | best val_loss | best bits/char |" in text
     assert f"| gru | 2 | 1.3550 [1.3500, 1.3600] | {1.355 / math.log(2):.4f} [" in text

@@ -195,9 +195,10 @@ def test_report_from_the_sweep_matches_the_runs(tiny):
     assert "boom-s0 | FAILED | training diverged" in table
 
     from lit_nn.sweeps.compare import report_sweep
+    from lit_nn.sweeps.sweep import Sweep
 
     exp = client.get_experiment_by_name("tiny")
-    report = report_sweep(client, exp.experiment_id, "tiny", "sweep_point", ["boom", "adam", "sgd"], None,
+    report = report_sweep(client, Sweep("tiny", exp.experiment_id), "sweep_point", ["boom", "adam", "sgd"],
                           tiny["out"] / "again")
     for ax in report.figure.axes:
         assert [line.get_label() for line in ax.get_lines()] == ["adam", "sgd"], "one line per group that finished"

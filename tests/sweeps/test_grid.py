@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -106,10 +107,14 @@ def test_base_file_is_merged_under_the_inline_config(tmp_path: Path):
 @pytest.mark.parametrize("raw, message", [
     ({"gird": {}}, "unknown key in sweep: 'gird' (did you mean 'grid'?)"),
     ({"grid": {"model.depth": []}}, "grid key 'model.depth' needs a non-empty list"),
-    ({"grid": {"model.depth": 3}}, "grid key 'model.depth' needs a non-empty list"),
+    ({"grid": {"model.depth": 3}}, "each value of grid must be a list, got '3'"),
+    ({"grid": 3}, "grid must be a mapping, got '3'"),
+    ({"points": [3]}, "each entry of points must be a mapping, got '3'"),
     ({"points": [{"model.lr": 1}]}, "point #1 must be a mapping with a 'name'"),
     ({"points": [{"name": "a"}, {"name": "a", "model.lr": 1}]}, "two points are named 'a'"),
-    ({"seeds": [0, "1"]}, "'seeds' must be a non-empty list of integers"),
+    ({"seeds": [0, "one"]}, "each entry of seeds must be an int, got 'one'"),
+    ({"seeds": [0, True]}, "each entry of seeds must be an int, got 'True'"),
+    ({"seeds": []}, "'seeds' must be a non-empty list of integers"),
     ({"seeds": [1, 1]}, "'seeds' has duplicates"),
     ({"grid": {"model.depth": [1]}, "group_by": "dpeth"}, "unknown group_by 'dpeth' (did you mean 'depth'?)"),
     ({"points": [{"name": "a", "model.lr": 1}], "grid": {"model.lr": [1, 2]}}, "which the grid also varies"),
@@ -223,3 +228,38 @@ def test_where_the_data_comes_from_is_part_of_a_points_identity(tmp_path: Path):
     assert full != sample
     assert source_identity({"class_path": "lit_nn.data.ImageDataModule",
                             "init_args": {"dataset": "nope"}}) is None  # the run reports bad options
+
+
+def test_the_help_lists_every_key_of_the_sweep_file_with_its_type_and_meaning(capsys):
+    """The reference is generated from the dataclasses the parser checks, so it cannot drift from them."""
+    import dataclasses
+
+    from lit_nn.cli.main import main
+    from lit_nn.sweeps.grid import SweepFile
+    from lit_nn.sweeps.tune import Confirm, Objective, TuneSpec
+
+    main(["sweep", "--help"])
+    text = capsys.readouterr().out
+    reference = text[text.index("sweep file keys"):]
+    keys = [f.name for f in dataclasses.fields(SweepFile)]
+    keys += [f"tune.{f.name}" for f in dataclasses.fields(TuneSpec)]
+    keys += [f"tune.objective.{f.name}" for f in dataclasses.fields(Objective)]
+    keys += [f"tune.confirm.{f.name}" for f in dataclasses.fields(Confirm)]
+    for key in keys:
+        assert re.search(rf"^  {re.escape(key)}[ :]", reference, re.M), f"{key} missing from the help"
+    assert "tune.trials (int, default 8): runs per arm" in reference
+    assert "seeds (list[int], default [0]): every setting runs once per seed" in reference
+
+
+def test_one_sweep_names_its_claims_studies_and_runs_from_one_key():
+    from lit_nn.sweeps.claims import claim_prefix
+    from lit_nn.sweeps.sweep import Sweep
+
+    sweep = Sweep.of(spec_of(name="opt", grid={"model.depth": [1]}), "7")
+    assert sweep.key == Sweep("opt", "7").key and len(sweep.key) == 16
+    assert sweep.key not in (Sweep("opt", "8").key, Sweep("opt2", "7").key)
+    assert claim_prefix(sweep, "abc") == f"lit-nn-claim/{sweep.key}/abc/"
+    assert sweep.study_name("sgd") == f"lit-nn/{sweep.key}/sgd"
+    assert sweep.filter(phase="confirm") == ("tags.sweep = 'opt' and tags.sweep_role = 'point' and "
+                                            "tags.phase = 'confirm'")
+    assert sweep.with_parent("p1").parent_run_id == "p1" and sweep.parent_run_id is None

@@ -48,15 +48,15 @@ def write(tmp_path: Path, sweep: dict, name: str = "tuned.yaml") -> Path:
 
 # -- the spec ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("tune", "fragment"), [
-    ({"trails": 3}, "unknown key tune.trails"),
+    ({"trails": 3}, "unknown key 'tune.trails' (did you mean 'tune.trials'?)"),
     ({"trials": 0}, "tune.trials must be >= 1"),
     ({"trials": "many"}, "tune.trials must be an int"),
     ({"space": {"model.lr": {"low": 1.0, "high": 0.1}}}, "tune.space.model.lr: low (1) must be below high (0.1)"),
     ({"space": {"model.lr": {"low": 0.0, "high": 1.0, "log": True}}}, "tune.space.model.lr: a log range needs low > 0"),
-    ({"space": {"model.lr": {"lo": 0.1, "high": 1.0}}}, "unknown key 'lo'"),
+    ({"space": {"model.lr": {"lo": 0.1, "high": 1.0}}}, "unknown key in a tune.space entry 'lo' (did you mean 'low'?)"),
     ({"sampler": "grid"}, "tune.sampler must be one of 'qmc', 'tpe', 'random'"),
     ({"confirm": {"seeds": 1}}, "tune.confirm.seeds must be 0 (no confirm phase) or >= 2"),
-    ({"confirm": {"sedes": 5}}, "unknown key tune.confirm.sedes"),
+    ({"confirm": {"sedes": 5}}, "unknown key 'tune.confirm.sedes' (did you mean 'tune.confirm.seeds'?)"),
 ])
 def test_a_bad_tune_section_is_one_sentence_naming_the_key_before_any_run(tmp_path, capsys, client, tune, fragment):
     path = write(tmp_path, {**TUNED, "tune": tune})

@@ -73,8 +73,9 @@ def sweep(sweep_file: str, workers: int = 1, force: bool = False, dry_run: bool 
     --model.init_args.lr 0.01) is passed to every point and is part of each point's config hash.
 
     A file with a `tune:` section gives every arm (point or grid cell) the same budget of tuning
-    trials over its search space (Optuna; format in docs/sweeps.md); --tune.KEY VALUE after the file
-    overrides a key of it, e.g. --tune.trials 3 or --tune.sampler tpe.
+    trials over its search space (Optuna); --tune.KEY VALUE after the file overrides a key of it,
+    e.g. --tune.trials 3 or --tune.sampler tpe. The file's keys are listed below the options (and
+    explained with examples in docs/sweeps.md).
 
     Args:
         sweep_file: the sweep file, e.g. experiments/compare_optimizers.yaml.
@@ -215,7 +216,11 @@ def run_sweep_command(argv: list[str]) -> None:
 
     command = COMMANDS["sweep"]
     if "-h" in argv or "--help" in argv:  # the help needs no fit parser (seconds of imports)
-        parse(command, ["--help"])
+        from lit_nn.sweeps.grid import file_reference
+
+        build_parser(command).print_help()
+        print("\n" + file_reference())
+        return
     mine, extra = split_fit_options(argv)
     mine, tune_args = split_tune_options(mine)
     parser = build_parser(command)

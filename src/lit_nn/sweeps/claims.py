@@ -26,7 +26,6 @@ Assumption: the clocks of the sweep machines and the store agree to well within 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -36,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lit_nn.sweeps.plan import point_runs, sweep_filter
+from lit_nn.sweeps.sweep import PARENT, Sweep
 from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.listing import search_all_runs
 from lit_nn.tracking.liveness import process_alive, reap_dead_runs, run_process_alive
@@ -44,7 +43,6 @@ from lit_nn.tracking.liveness import process_alive, reap_dead_runs, run_process_
 PREFIX = "lit-nn-claim"
 LEASE_S = 300.0  # a claim whose owner stopped renewing for this long is taken over
 RENEWALS_PER_LEASE = 5
-PARENT = "parent"  # the point name of the claim that decides who creates the sweep's parent run
 HELD, RELEASED = "held", "released"
 
 
@@ -84,10 +82,10 @@ class Claim:
         return None
 
 
-def claim_prefix(experiment_id: str, sweep: str, point: str) -> str:
-    """The name prefix of a point's claims: one namespace per (experiment, sweep)."""
-    key = hashlib.sha256(f"{experiment_id}\0{sweep}".encode()).hexdigest()[:16]
-    return f"{PREFIX}/{key}/{point}/"
+def claim_prefix(sweep: Sweep, point: str) -> str:
+    """The name prefix of a point's claims (``point``: its config hash, or PARENT for the claim
+    that decides who creates the parent run): one namespace per sweep."""
+    return f"{PREFIX}/{sweep.key}/{point}/"
 
 
 def this_owner() -> dict[str, Any]:
@@ -207,35 +205,35 @@ def kept(client: Any, claim: Claim, lease_s: float, on_lost: Callable[[str], Non
 
 
 # -- the sweep's parent run and the orphans of a killed sweep -----------------------------------
-def find_parent(client: Any, experiment_id: str, sweep: str) -> str | None:
+def find_parent(client: Any, sweep: Sweep) -> str | None:
     """The sweep's parent run (one per sweep name and experiment, the first one created), if any."""
-    found = search_all_runs(client, [experiment_id], sweep_filter(sweep, "parent"),
+    found = search_all_runs(client, [sweep.experiment_id], sweep.filter(PARENT),
                             order_by=["attributes.start_time ASC"])
     return found[0].info.run_id if found else None
 
 
-def parent_to_create(client: Any, experiment_id: str, sweep: str, timeout: float = 60.0,
+def parent_to_create(client: Any, sweep: Sweep, timeout: float = 60.0,
                      poll: float = 0.5) -> tuple[str | None, bool]:
     """The parent run to use: (its id, False) when one exists, (None, True) when this sweep is
     to create it: sweeps of the same name started together share one parent. A sweep that
     claimed the parent's creation and died before creating it delays the others ``timeout``
     seconds, after which they create one themselves."""
-    parent = find_parent(client, experiment_id, sweep)
+    parent = find_parent(client, sweep)
     if parent is not None:
         return parent, False
-    prefix = claim_prefix(experiment_id, sweep, PARENT)
+    prefix = claim_prefix(sweep, PARENT)
     if _create(client, prefix, 0, HELD, this_owner()) is not None:
-        return find_parent(client, experiment_id, sweep), True
+        return find_parent(client, sweep), True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        parent = find_parent(client, experiment_id, sweep)
+        parent = find_parent(client, sweep)
         if parent is not None:
             return parent, False
         time.sleep(poll)
     return None, True
 
 
-def wait_for_orphans(client: Any, experiment_id: str, sweep: str, timeout: float,
+def wait_for_orphans(client: Any, sweep: Sweep, timeout: float,
                      poll: float = 1.0) -> list[Any]:
     """Reap dead RUNNING runs; wait (up to ``timeout``) for this host's orphaned ones to end.
 
@@ -248,10 +246,10 @@ def wait_for_orphans(client: Any, experiment_id: str, sweep: str, timeout: float
     deadline = time.monotonic() + timeout
     announced = False
     while True:
-        reap_dead_runs(client, [experiment_id])
-        runs = point_runs(client, experiment_id, sweep)
+        reap_dead_runs(client, [sweep.experiment_id])
+        runs = sweep.point_runs(client)
         live = [r for r in runs if r.info.status == RunStatus.RUNNING and run_process_alive(r, host)
-                and _orphaned(client, experiment_id, sweep, r)]
+                and _orphaned(client, sweep, r)]
         if not live or time.monotonic() >= deadline:
             return runs
         if not announced:
@@ -261,11 +259,11 @@ def wait_for_orphans(client: Any, experiment_id: str, sweep: str, timeout: float
         time.sleep(poll)
 
 
-def _orphaned(client: Any, experiment_id: str, sweep: str, run: Any) -> bool:
+def _orphaned(client: Any, sweep: Sweep, run: Any) -> bool:
     from lit_nn.core.names import Tag
 
     point = run.data.tags.get(Tag.CONFIG_HASH)
-    claim = latest_claim(client, claim_prefix(experiment_id, sweep, point)) if point else None
+    claim = latest_claim(client, claim_prefix(sweep, point)) if point else None
     if claim is None:
         return True  # a point of a lit-nn before claims: only a stopped sweep leaves one running here
     sweep_pid = int(claim.owner.get("sweep_pid") or 0)

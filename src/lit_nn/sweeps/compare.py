@@ -23,8 +23,8 @@ from lit_nn.core.errors import UserError, unknown_choice
 from lit_nn.core.names import Artifact, Metric, Tag
 from lit_nn.sweeps.grid import POINT_NAME, SweepSpec, load_sweep, settings
 from lit_nn.sweeps.grid import arms as arms_of
-from lit_nn.sweeps.plan import sweep_filter
 from lit_nn.sweeps.report import HISTORY_METRICS, ArmTuning, Report, RunData, order_groups, write_report
+from lit_nn.sweeps.sweep import PARENT, Sweep, runs_filter
 from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.listing import search_all_runs
 
@@ -115,21 +115,22 @@ def collect_runs(client: Any, experiment_id: str, group_by: str, filter_string: 
     return data, notes
 
 
-def report_sweep(client: Any, experiment_id: str, sweep: str, group_by: str, order: Sequence[str] | None,
-                 parent_run_id: str | None, out_dir: Path | None = None) -> Report:
-    """The report of one sweep: its point runs, grouped; logged to the parent run when given."""
-    runs, notes = collect_runs(client, experiment_id, group_by, sweep_filter(sweep, "point"), dedupe_points=True)
+def report_sweep(client: Any, sweep: Sweep, group_by: str, order: Sequence[str] | None,
+                 out_dir: Path | None = None) -> Report:
+    """The report of one sweep: its point runs, grouped; logged to its parent run when it has one."""
+    name, parent_run_id = sweep.name, sweep.parent_run_id
+    runs, notes = collect_runs(client, sweep.experiment_id, group_by, sweep.filter(), dedupe_points=True)
     if not runs:
-        raise UserError(f"sweep {sweep!r} has no finished or failed runs yet; run it with lit-nn sweep first")
-    header = [f"Sweep `{sweep}`, grouped by `{group_by}`"
+        raise UserError(f"sweep {name!r} has no finished or failed runs yet; run it with lit-nn sweep first")
+    header = [f"Sweep `{name}`, grouped by `{group_by}`"
               + (f"; parent MLflow run `{parent_run_id}`." if parent_run_id else "."), *notes]
-    report = write_report(runs, out_dir or REPORTS / sweep, title=sweep, group_by=group_by, order=order,
+    report = write_report(runs, out_dir or REPORTS / name, title=name, group_by=group_by, order=order,
                           notes=header)
     if parent_run_id:
         client.log_artifact(parent_run_id, str(report.figure_path))
         client.log_artifact(parent_run_id, str(report.markdown_path))
-    ui = publish_view(client, experiment_id, sweep, sweep_filter(sweep, "point"), runs, order,
-                      f"{sweep}: one line per run, colored by {group_by}")
+    ui = publish_view(client, sweep.experiment_id, name, sweep.filter(), runs, order,
+                      f"{name}: one line per run, colored by {group_by}")
     return replace(report, ui=ui)
 
 
@@ -192,7 +193,7 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
         ui = publish_view(client, exp_id, f"{exp_name}-by-{group_by}", "", runs, None,
                           f"{exp_name}: one line per run, colored by {group_by}")
         return replace(report, ui=ui)
-    parents = search_all_runs(client, [exp_id], sweep_filter(name, "parent"))
+    parents = search_all_runs(client, [exp_id], runs_filter(name, PARENT))
     if not parents:
         raise UserError(f"no sweep named {name!r} in experiment {exp_name!r}; run lit-nn sweep first, or "
                         "pass --experiment")
@@ -200,10 +201,11 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
     group_by = group_by or (spec.group_by if spec else parent.data.tags.get(Tag.GROUP_BY))
     if not group_by:
         raise UserError(f"sweep {name!r} has no group_by tag; pass --group_by")
+    sweep = Sweep(name, exp_id, spec, parent.info.run_id)
     if spec is not None and spec.tune is not None and group_by == spec.group_by:
-        return report_tuned_sweep(client, exp_id, spec, parent.info.run_id, out)
+        return report_tuned_sweep(client, sweep, out)
     order = sweep_order(spec) if spec and group_by == spec.group_by else None
-    return report_sweep(client, exp_id, name, group_by, order, parent.info.run_id, out)
+    return report_sweep(client, sweep, group_by, order, out)
 
 
 def tuning_summary(runs: Sequence[RunData], spec: SweepSpec) -> list[ArmTuning]:
@@ -239,14 +241,14 @@ def tuning_summary(runs: Sequence[RunData], spec: SweepSpec) -> list[ArmTuning]:
     return out
 
 
-def report_tuned_sweep(client: Any, experiment_id: str, spec: SweepSpec, parent_run_id: str | None,
-                       out_dir: Path | None = None) -> Report:
+def report_tuned_sweep(client: Any, sweep: Sweep, out_dir: Path | None = None) -> Report:
     """A tuned sweep's report: the tuning section per arm; with confirm runs, the verdict and its
     figures, then the confirm runs' curves and table; without, each arm's best trial's."""
     from lit_nn.sweeps.report import tuning_markdown
 
-    assert spec.tune is not None
-    runs, notes = collect_runs(client, experiment_id, POINT_NAME, sweep_filter(spec.name, "point"))
+    assert sweep.spec is not None
+    spec, t, parent_run_id = sweep.spec, sweep.tune, sweep.parent_run_id
+    runs, notes = collect_runs(client, sweep.experiment_id, POINT_NAME, sweep.filter())
     if not runs:
         raise UserError(f"sweep {spec.name!r} has no finished or failed runs yet; run it with lit-nn sweep first")
     summary = tuning_summary(runs, spec)
@@ -254,7 +256,6 @@ def report_tuned_sweep(client: Any, experiment_id: str, spec: SweepSpec, parent_
     shown = confirm or [a.best for a in summary if a.best is not None]
     if not shown:
         raise UserError(f"sweep {spec.name!r}: no arm has a finished, unpruned trial yet")
-    t = spec.tune
     out = out_dir or REPORTS / spec.name
     what = "the confirm runs (each arm's chosen setting on fresh seeds)" if confirm else "each arm's best trial"
     header = [f"Tuned sweep `{spec.name}`" + (f"; parent MLflow run `{parent_run_id}`." if parent_run_id else "."),
@@ -273,9 +274,8 @@ def report_tuned_sweep(client: Any, experiment_id: str, spec: SweepSpec, parent_
         for path in [*figures, report.markdown_path]:
             client.log_artifact(parent_run_id, str(path))
     phase = "confirm" if confirm else "tune"
-    view = sweep_filter(spec.name, "point") + f" and tags.{Tag.PHASE} = '{phase}'"
-    ui = publish_view(client, experiment_id, spec.name, view, confirm or runs, sweep_order(spec),
-                      f"{spec.name}: the {'confirm runs' if confirm else 'tuning trials'}, colored by arm")
+    ui = publish_view(client, sweep.experiment_id, spec.name, sweep.filter(phase=phase), confirm or runs,
+                      sweep_order(spec), f"{spec.name}: the {'confirm runs' if confirm else 'tuning trials'}, colored by arm")
     return replace(report, ui=ui)
 
 
@@ -327,16 +327,16 @@ def verdict_section(confirm: Sequence[RunData], summary: Sequence[ArmTuning], ru
     return text
 
 
-def chosen_settings(client: Any, experiment_id: str, spec: SweepSpec) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def chosen_settings(client: Any, sweep: Sweep) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Each arm's chosen setting (its best unpruned trial's params, typed as in the config), for the
     arms whose whole budget is spent (every slot FINISHED or diverged); and the arms still tuning."""
     import yaml
 
     from lit_nn.sweeps.plan import diverged
 
-    assert spec.tune is not None
-    runs = [r for r in search_all_runs(client, [experiment_id], sweep_filter(spec.name, "point"))
-            if r.data.tags.get(Tag.PHASE) == "tune"]
+    assert sweep.spec is not None
+    spec = sweep.spec
+    runs = sweep.point_runs(client, phase="tune")
     spent = {label: set() for label, *_ in arms_of(spec)}
     for run in runs:
         if run.info.status == RunStatus.FINISHED or diverged(run):
@@ -345,7 +345,7 @@ def chosen_settings(client: Any, experiment_id: str, spec: SweepSpec) -> tuple[d
             if r.info.status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)]
     chosen, pending = {}, []
     for arm in tuning_summary(data, spec):
-        if len(spent.get(arm.arm, ())) < spec.tune.trials:
+        if len(spent.get(arm.arm, ())) < sweep.tune.trials:
             pending.append(arm.arm)
         elif arm.best is not None:
             chosen[arm.arm] = {k: yaml.safe_load(v) for k, v in arm.best_params.items()}

@@ -27,8 +27,8 @@ from lit_nn.core.errors import UserError, check_positive, unknown_choice
 from lit_nn.core.names import Metric, Tag
 from lit_nn.core.signals import SIGTERM_EXIT, SIGTERM_REASON, install_sigterm_handler, sigterm_received
 from lit_nn.sweeps.grid import POINT_NAME, Point, SweepSpec, arms, point_settings_count, short_key
-from lit_nn.sweeps.plan import DIVERGED, decide, point_runs
-from lit_nn.sweeps.tune import study_name
+from lit_nn.sweeps.plan import DIVERGED, decide
+from lit_nn.sweeps.sweep import PARENT, Sweep
 from lit_nn.sweeps.worker import SKIPPED
 from lit_nn.tracking.lifecycle import RunStatus, tracked_run
 
@@ -166,12 +166,12 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     out_dir = options.out or REPORTS / spec.name
     uri = prepare_store()
     storage = storage_url(spec.tune, uri, spec.name) if spec.tune is not None else None  # before any write
-    experiment_id = ensure_experiment(spec.experiment, uri)  # creates and migrates the store before workers
+    sweep = Sweep.of(spec, ensure_experiment(spec.experiment, uri))  # creates and migrates the store before workers
     client = tracking_client(uri)
     if spec.tune is not None and storage is not None:
         for label, *_ in arms(spec):
-            ensure_study(storage, study_name(experiment_id, spec.name, label), spec.tune.objective.direction)
-    runs = wait_for_orphans(client, experiment_id, spec.name, timeout=options.orphan_wait)
+            ensure_study(storage, sweep.study_name(label), spec.tune.objective.direction)
+    runs = wait_for_orphans(client, sweep, timeout=options.orphan_wait)
     decisions = decide(points, runs, force=options.force)
     if spec.tune is not None and storage is not None:
         by_id = {r.info.run_id: r for r in runs}
@@ -179,7 +179,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
             finished = {d.point.trial: by_id[d.run_id] for d in decisions
                         if d.action == "done" and d.point.label == label and d.run_id in by_id}
             if finished:
-                settle_finished_slots(storage, study_name(experiment_id, spec.name, label), finished,
+                settle_finished_slots(storage, sweep.study_name(label), finished,
                                       spec.tune.objective.metric)
     # points RUNNING elsewhere are tried too: their claim decides (kept while their sweep lives)
     todo = [d.point for d in decisions if d.action in ("run", "running")]
@@ -194,24 +194,25 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     if any(pin is not None for pin in pins[:started]):
         print("  GPUs (CUDA_VISIBLE_DEVICES): " + ", ".join(f"worker {i} → {pin}"
                                                           for i, pin in enumerate(pins[:started])))
-    parent_tags = {Tag.SWEEP: spec.name, Tag.SWEEP_ROLE: "parent", Tag.GROUP_BY: spec.group_by,
+    parent_tags = {Tag.SWEEP: spec.name, Tag.SWEEP_ROLE: PARENT, Tag.GROUP_BY: spec.group_by,
                    Tag.SWEEP_FILE: str(spec.path or ""),
                    Tag.NOTE: spec.description or describe(spec, points)}
-    parent_id, _ = parent_to_create(client, experiment_id, spec.name)
-    with tracked_run(client, experiment_id, spec.name, parent_tags, run_id=parent_id) as parent_run:
+    parent_id, _ = parent_to_create(client, sweep)
+    with tracked_run(client, sweep.experiment_id, spec.name, parent_tags, run_id=parent_id) as parent_run:
         parent = parent_run.run_id
+        sweep = sweep.with_parent(parent)
         client.log_text(parent, yaml.safe_dump(_spec_record(spec, extra), sort_keys=False), "sweep.yaml")
         launch = (_ray_launch(spec, extra, options, threads, uri, worker_command) if on_ray
                   else partial(run_jobs, workers=options.workers, worker_command=worker_command,
                                threads=threads, pins=pins))
-        outcomes, completed, seconds = _run(client, experiment_id, parent, spec, todo, extra, own_process,
-                                            out_dir, launch, options, storage)
+        outcomes, completed, seconds = _run(client, sweep, todo, extra, own_process, out_dir, launch, options,
+                                            storage)
         if completed and spec.tune is not None and spec.tune.confirm.seeds:
-            confirm_todo, confirm_done = _confirm_phase(client, experiment_id, spec, extra, options)
+            confirm_todo, confirm_done = _confirm_phase(client, sweep, extra, options)
             todo += confirm_todo
             decisions += confirm_done
-            more, completed, more_s = _run(client, experiment_id, parent, spec, confirm_todo, extra, own_process,
-                                           out_dir, launch, options, storage)
+            more, completed, more_s = _run(client, sweep, confirm_todo, extra, own_process, out_dir, launch,
+                                           options, storage)
             outcomes += more
             seconds += more_s
         failed = [o for o in outcomes if o.status not in (RunStatus.FINISHED, SKIPPED)
@@ -219,7 +220,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
         elsewhere = [o for o in outcomes if o.status == SKIPPED]
         report = None
         if completed and options.report:
-            report = _report(client, experiment_id, spec, parent, out_dir)
+            report = _report(client, sweep, out_dir)
         if not completed:
             stopped = SIGTERM_REASON if sigterm_received() else "interrupted"
             parent_run.end_as(RunStatus.KILLED, f"{stopped} with {len(todo) - len(outcomes)} point(s) not started")
@@ -243,20 +244,21 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     return 1 if failed else 0
 
 
-def _confirm_phase(client: Any, experiment_id: str, spec: SweepSpec, extra: list[str],
-                   options: SweepOptions) -> tuple[list[Point], list[Any]]:
+def _confirm_phase(client: Any, sweep: Sweep, extra: list[str], options: SweepOptions
+                   ) -> tuple[list[Point], list[Any]]:
     """The confirm points still to run (each spent arm's best setting on the confirm seeds), and
     the decisions for those already FINISHED; says which arms are not ready to confirm."""
     from lit_nn.sweeps.compare import chosen_settings
     from lit_nn.sweeps.grid import expand_confirm
     from lit_nn.sweeps.tune import confirm_seeds
 
-    assert spec.tune is not None
-    chosen, pending = chosen_settings(client, experiment_id, spec)
+    assert sweep.spec is not None
+    spec = sweep.spec
+    chosen, pending = chosen_settings(client, sweep)
     points = expand_confirm(spec, chosen, extra)
-    decisions = decide(points, point_runs(client, experiment_id, spec.name), force=options.force)
+    decisions = decide(points, sweep.point_runs(client), force=options.force)
     todo = [d.point for d in decisions if d.action in ("run", "running")]
-    seeds = confirm_seeds(spec.tune.confirm.seeds, spec.seeds)
+    seeds = confirm_seeds(sweep.tune.confirm.seeds, spec.seeds)
     print(f"confirm: {len(chosen)} arm(s), each its best setting on seeds {seeds[0]}..{seeds[-1]}, judged on the "
           f"test split: {len(todo)} to run, {len(decisions) - len(todo)} already FINISHED", flush=True)
     if pending:
@@ -307,7 +309,7 @@ def dry_run(spec: SweepSpec, points: list[Point], extra: list[str], force: bool)
         client = tracking_client(uri)
         experiment = client.get_experiment_by_name(spec.experiment)
         if experiment is not None:
-            runs = point_runs(client, experiment.experiment_id, spec.name)
+            runs = Sweep.of(spec, experiment.experiment_id).point_runs(client)
     decisions = decide(points, runs, force=force)
     print(header + " — dry run, nothing is started")
     width = max(len(p.run_name) for p in points)
@@ -333,16 +335,18 @@ def _ray_launch(spec: SweepSpec, extra: list[str], options: SweepOptions, thread
                    cpus_per_point=float(threads or 1), gpus_per_point=float(gpus), env=env)
 
 
-def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: list[Point], extra: list[str],
-         own_process: bool, out_dir: Path, launch: Callable[..., bool],
-         options: SweepOptions, storage: str | None = None) -> tuple[list[Any], bool, float]:
-    """Write each point's config, run the points with ``launch(jobs, settle)``, print a line per point
-    as it ends."""
+def _run(client: Any, sweep: Sweep, todo: list[Point], extra: list[str], own_process: bool, out_dir: Path,
+         launch: Callable[..., bool], options: SweepOptions, storage: str | None = None
+         ) -> tuple[list[Any], bool, float]:
+    """Write each point's config, run the points (under ``sweep``'s parent run) with
+    ``launch(jobs, settle)``, print a line per point as it ends."""
     import json
 
     from lit_nn.sweeps.claims import claim_prefix
     from lit_nn.sweeps.runner import Job, settle_in_mlflow
 
+    assert sweep.spec is not None
+    spec, experiment_id = sweep.spec, sweep.experiment_id
     outcomes: list[Any] = []
     start = time.monotonic()
     previous = install_sigterm_handler()  # SIGTERM stops the points as Ctrl-C does (they get SIGTERM)
@@ -355,21 +359,21 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
                 log = (out_dir / "logs" / f"{point.run_name}.log").resolve()
                 log.unlink(missing_ok=True)
                 job = Job(point, [], log, own_process, experiment_id,
-                          claim={"prefix": claim_prefix(experiment_id, spec.name, point.config_hash),
+                          claim={"prefix": claim_prefix(sweep, point.config_hash),
                                  "lease_s": options.claim_timeout, "sweep": spec.name,
                                  "config_hash": point.config_hash, "force": options.force})
-                tags = {**point.tags(spec.name, parent), Tag.SWEEP_ATTEMPT: job.attempt}
+                tags = {**point.tags(spec.name, sweep.parent_run_id), Tag.SWEEP_ATTEMPT: job.attempt}
                 job.argv = ["fit", "-c", str(config_path), "--experiment", spec.experiment,
                             "--run_name", point.run_name, "--tags", json.dumps(tags),
                             "--trainer.enable_progress_bar=false", *extra]
                 if point.trial is not None and spec.tune is not None and storage is not None:
-                    job.tune = trial_job(spec, point, experiment_id, storage)
+                    job.tune = trial_job(sweep, point, storage)
                     job.argv.insert(-len(extra) if extra else len(job.argv), "--test_after_fit=false")
                 jobs.append(job)
             width = max((len(p.run_name) for p in todo), default=0)
 
             def settle(job: Job, result: dict[str, Any]) -> None:
-                outcome = settle_in_mlflow(client, experiment_id, parent, spec.name, job, result)
+                outcome = settle_in_mlflow(client, sweep, job, result)
                 outcomes.append(outcome)
                 m = outcome.metrics
                 detail = result_line(m) if outcome.status == RunStatus.FINISHED else outcome.reason[:200]
@@ -384,16 +388,16 @@ def _run(client: Any, experiment_id: str, parent: str, spec: SweepSpec, todo: li
     return outcomes, completed, time.monotonic() - start
 
 
-def trial_job(spec: SweepSpec, point: Point, experiment_id: str, storage: str) -> dict[str, Any]:
+def trial_job(sweep: Sweep, point: Point, storage: str) -> dict[str, Any]:
     """What a worker needs to run a tuned slot as its arm's Optuna trial (the job's ``tune``).
 
     Tuning trials never run the test set: the tuning phase chooses on validation data only.
     """
     from dataclasses import asdict
 
-    assert spec.tune is not None and point.trial is not None
-    tune = spec.tune
-    return {"storage": storage, "study": study_name(experiment_id, spec.name, point.label), "slot": point.trial,
+    assert point.trial is not None
+    tune = sweep.tune
+    return {"storage": storage, "study": sweep.study_name(point.label), "slot": point.trial,
             "params": point.params, "space": {k: asdict(d) for k, d in (point.space or {}).items()},
             "seed": tune.seed, "pruner": tune.pruner, "metric": tune.objective.per_epoch,
             "objective": tune.objective.metric}
@@ -419,13 +423,14 @@ def result_line(metrics: dict[str, float]) -> str:
     return f"val_acc {metrics.get(Metric.VAL_ACC, nan):.4f}  test_acc {metrics.get(Metric.TEST_ACC, nan):.4f}"
 
 
-def _report(client: Any, experiment_id: str, spec: SweepSpec, parent: str, out_dir: Path) -> Any:
+def _report(client: Any, sweep: Sweep, out_dir: Path) -> Any:
     from lit_nn.sweeps.compare import report_sweep, report_tuned_sweep, sweep_order
 
+    assert sweep.spec is not None
     try:
-        if spec.tune is not None:
-            return report_tuned_sweep(client, experiment_id, spec, parent, out_dir)
-        return report_sweep(client, experiment_id, spec.name, spec.group_by, sweep_order(spec), parent, out_dir)
+        if sweep.spec.tune is not None:
+            return report_tuned_sweep(client, sweep, out_dir)
+        return report_sweep(client, sweep, sweep.spec.group_by, sweep_order(sweep.spec), out_dir)
     except UserError as err:
         print(f"report: skipped ({err})", file=sys.stderr)
         return None

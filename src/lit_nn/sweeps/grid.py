@@ -1,17 +1,17 @@
 """Sweep files: load and check them, expand them into points, and hash each point's config.
 
-A sweep file is YAML (see the comment at the top of ``experiments/compare_*.yaml``)::
+A sweep file is YAML, typed by :class:`SweepFile` (jsonargparse checks it; ``lit-nn sweep
+--help`` prints its keys; docs/sweeps.md explains them)::
 
-    name: compare_depth            # default: the file name without .yaml
-    experiment: compare_depth      # MLflow experiment (default: the sweep name)
-    base: mnist_mlp.yaml           # optional run config file, relative to the sweep file
-    config: {model: ..., data: ..., trainer: ...}   # a `lit-nn fit -c` config, merged over base
+    name: compare_depth
+    config: {model: ..., data: ..., trainer: ...}   # a `lit-nn fit -c` config
     grid: {model.init_args.depth: [0, 1, 2, 3]}     # dotted key -> values; cartesian product
     points:                                         # named points: keys that change together
       - {name: sgd_momentum, model.init_args.optimizer: sgd, model.init_args.momentum: 0.9}
-    seeds: [0, 1, 2]               # every point runs once per seed
-    seed_keys: [seed_everything]   # the config keys a seed sets
-    group_by: depth                # the tag the report groups by (sweep_point = point name)
+    seeds: [0, 1, 2]
+
+:func:`load_sweep` checks it into a :class:`SweepSpec` (base merged, defaults resolved, each
+arm's search space built) and :func:`expand` turns that into points.
 
 A point's identity is the hash of its resolved config plus the extra command-line arguments:
 resuming compares hashes, so editing a value in the file (or passing another
@@ -21,6 +21,8 @@ resuming compares hashes, so editing a value in the file (or passing another
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -34,8 +36,6 @@ from lit_nn.core.errors import UserError, unknown_choice
 from lit_nn.core.names import Tag
 from lit_nn.sweeps.tune import Dimension, TuneSpec, confirm_seeds, design, merged_space, parse_tune
 
-SWEEP_KEYS = ("name", "experiment", "base", "config", "grid", "points", "seeds", "seed_keys", "group_by",
-              "description", "tune")
 SPACE = "space"  # a point's own search space in a tuned sweep (lit_nn.sweeps.tune)
 # CLI options that belong to the sweep itself, so extra arguments may not override them
 RESERVED_ARGS = ("--experiment", "--run_name", "--tags", "-c", "--config")
@@ -170,6 +170,81 @@ def _check_key(key: Any, where: str) -> str:
     return key
 
 
+@dataclass
+class SweepFile:
+    """A sweep file (YAML): what to compare, on which seeds, and optionally how to tune each arm.
+
+    Its reference is ``lit-nn sweep --help`` (generated from this class) and docs/sweeps.md.
+
+    Args:
+        name: the sweep's name: its parent run, report folder and claims (default: the file's name).
+        experiment: the MLflow experiment its runs go to (default: the sweep's name).
+        description: one sentence for the parent run (default: generated from the settings).
+        base: a `lit-nn fit -c` config file to start from, relative to the sweep file.
+        config: a `lit-nn fit -c` config (model, data, trainer, ...) merged over base.
+        grid: dotted config key -> list of values; every combination is a setting.
+        points: named settings whose keys change together, e.g. {name: sgd, model.optimizer: sgd,
+            model.lr: 0.1}; in a tuned sweep a point's own space: adds to tune.space for that arm.
+        seeds: every setting runs once per seed (a tuned sweep's trials train with the first).
+        seed_keys: the config keys a seed sets.
+        group_by: the tag the report groups by (default: sweep_point, or the grid's one key).
+        tune: the same tuning budget for every arm (a point or grid cell); absent: no tuning.
+    """
+
+    name: str | None = None
+    experiment: str | None = None
+    description: str = ""
+    base: str | None = None
+    # bare dict and list: jsonargparse keeps them verbatim (``Any`` would resolve each class_path in
+    # them); the run config is checked by `lit-nn fit`'s own parser before any point runs
+    config: dict = field(default_factory=dict)
+    grid: dict[str, list] = field(default_factory=dict)
+    points: list[dict] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    seed_keys: str | list[str] = field(default_factory=lambda: ["seed_everything"])
+    group_by: str | None = None
+    tune: TuneSpec = field(default_factory=TuneSpec)
+
+
+@functools.cache
+def file_parser() -> Any:
+    """The jsonargparse parser of :class:`SweepFile`: it checks every key's type and prints the reference."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False, prog="sweep file", allow_abbrev=False, default_env=False)
+    parser.add_class_arguments(SweepFile, None)
+    return parser
+
+
+def file_reference(width: int = 100) -> str:
+    """The sweep file's keys, types, defaults and meanings, read from :class:`SweepFile` and the
+    dataclasses of its ``tune:`` section (their docstrings): ``lit-nn sweep --help`` prints it."""
+    import textwrap
+
+    from docstring_parser import parse
+
+    lines = ["sweep file keys (YAML; nested keys are written with dots, and --tune.KEY VALUE after the file",
+             "overrides the file's):"]
+
+    def walk(cls: type, prefix: str) -> None:
+        docs = {p.arg_name: " ".join((p.description or "").split()) for p in parse(cls.__doc__ or "").params}
+        for f in dataclasses.fields(cls):
+            key = prefix + f.name
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if dataclasses.is_dataclass(default) and not key.endswith("space"):
+                lines.extend(textwrap.wrap(f"  {key}: {docs.get(f.name, '')}", width, subsequent_indent="      "))
+                walk(type(default), key + ".")
+                continue
+            kind = str(f.type).replace("typing.", "")
+            head = f"  {key} ({kind}, default {default!r}): " if default not in (None, "", {}, []) else \
+                f"  {key} ({kind}): "
+            lines.extend(textwrap.wrap(head + docs.get(f.name, ""), width, subsequent_indent="      "))
+
+    walk(SweepFile, "")
+    lines.append("  tune.space.KEY: a range {low, high, log: true|false, integer: true|false} or {choices: [...]}")
+    return "\n".join(lines)
+
+
 def load_sweep(path: str | Path, tune_overrides: list[str] = ()) -> SweepSpec:
     """Read and check a sweep file; every mistake is a UserError naming the bad value.
     ``tune_overrides`` are ``--tune.KEY VALUE`` options given after the file."""
@@ -178,39 +253,60 @@ def load_sweep(path: str | Path, tune_overrides: list[str] = ()) -> SweepSpec:
     return parse_sweep(raw, path, tune_overrides)
 
 
+def read_sweep_file(raw: dict[str, Any], tune_overrides: list[str] = (), where: str = "sweep") -> SweepFile:
+    """Type-check a sweep mapping with jsonargparse: an unknown key or a wrong type is one sentence."""
+    from lit_nn.sweeps.tune import Confirm, Objective, jsonargparse_sentence
+
+    raw = {k: v for k, v in raw.items() if v is not None or k == "tune"}  # `grid:` left empty: the default
+    if raw.get("tune", {}) is None:
+        raw["tune"] = {}
+    if not isinstance(raw.get("tune", {}), dict):
+        raise UserError(f"{where}: 'tune' must be a mapping (trials, space, sampler, ...), got {raw['tune']!r}")
+    keys = [f.name for f in dataclasses.fields(SweepFile)]
+    for key in raw:  # here, not by jsonargparse, which drops an unknown key holding an empty mapping
+        if key not in keys:
+            raise unknown_choice(f"key in {where}:", key, keys)
+    parser = file_parser()
+    try:
+        config = parser.parse_object(copy.deepcopy(raw))
+        if tune_overrides:
+            config = parser.parse_args(list(tune_overrides), namespace=config)
+        return SweepFile(**vars(parser.instantiate(config)))
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - jsonargparse's ArgumentError and the dataclasses' ValueError
+        groups = {"": SweepFile, "tune": TuneSpec, "tune.objective": Objective, "tune.confirm": Confirm}
+        raise UserError(f"{where}: {jsonargparse_sentence(str(err), groups)}") from None
+
+
 def parse_sweep(raw: dict[str, Any], path: Path | None = None, tune_overrides: list[str] = ()) -> SweepSpec:
     """Check a sweep mapping (as read from YAML) and build its :class:`SweepSpec`."""
     where = str(path) if path else "sweep"
-    for key in raw:
-        if key not in SWEEP_KEYS:
-            raise unknown_choice(f"key in {where}:", key, SWEEP_KEYS)
+    tuned = "tune" in raw
+    if tune_overrides and not tuned:
+        raise UserError(f"{where} has no 'tune:' section, so {tune_overrides[0]} has nothing to set; "
+                        "add one (see docs/sweeps.md)")
+    typed = read_sweep_file(raw, tune_overrides, where)
     config: dict[str, Any] = {}
-    if raw.get("base") is not None:
-        base = Path(str(raw["base"]))
+    if typed.base is not None:
+        base = Path(typed.base)
         if not base.is_absolute() and path is not None:
             base = path.parent / base
         config = _read_yaml(base, "base config")
-    inline = raw.get("config") or {}
-    if not isinstance(inline, dict):
-        raise UserError(f"{where}: 'config' must be a mapping (a `lit-nn fit -c` config), got {inline!r}")
-    config = deep_merge(config, inline)
+    config = deep_merge(config, typed.config)
     if not config.get("model"):
         raise UserError(f"{where}: the run config has no 'model'; give one under 'config:' or in 'base:'")
 
-    grid = raw.get("grid") or {}
-    if not isinstance(grid, dict):
-        raise UserError(f"{where}: 'grid' must map dotted keys to lists of values, got {grid!r}")
+    grid = typed.grid
     for key, values in grid.items():
         _check_key(key, f"{where} grid")
-        if not isinstance(values, list) or not values:
+        if not values:
             raise UserError(f"{where}: grid key {key!r} needs a non-empty list of values, got {values!r}")
 
-    points = raw.get("points") or []
-    if not isinstance(points, list):
-        raise UserError(f"{where}: 'points' must be a list of mappings with a 'name', got {points!r}")
+    points = typed.points
     names: set[str] = set()
     for i, point in enumerate(points):
-        if not isinstance(point, dict) or not isinstance(point.get("name"), str | int) or str(point["name"]) == "":
+        if not isinstance(point.get("name"), str | int) or str(point["name"]) == "":
             raise UserError(f"{where}: point #{i + 1} must be a mapping with a 'name', got {point!r}")
         name = str(point["name"])
         if name in names:
@@ -218,7 +314,7 @@ def parse_sweep(raw: dict[str, Any], path: Path | None = None, tune_overrides: l
         names.add(name)
         for key in point:
             if key == SPACE:
-                if "tune" not in raw:
+                if not tuned:
                     raise UserError(f"{where}: point {name!r} has a search space, but the file has no 'tune:' "
                                     "section to run it")
                 if not isinstance(point[SPACE], dict):
@@ -228,35 +324,30 @@ def parse_sweep(raw: dict[str, Any], path: Path | None = None, tune_overrides: l
                 if key in grid:
                     raise UserError(f"{where}: point {name!r} sets {key!r}, which the grid also varies")
 
-    seeds = raw.get("seeds", [0])
-    if (not isinstance(seeds, list) or not seeds
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+    seeds = typed.seeds
+    if not seeds:
         raise UserError(f"{where}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise UserError(f"{where}: 'seeds' has duplicates: {seeds}")
-    seed_keys = raw.get("seed_keys", ["seed_everything"])
-    if isinstance(seed_keys, str):
-        seed_keys = [seed_keys]
-    if not isinstance(seed_keys, list) or not seed_keys:
+    seed_keys = [typed.seed_keys] if isinstance(typed.seed_keys, str) else typed.seed_keys
+    if not seed_keys:
         raise UserError(f"{where}: 'seed_keys' must be a list of config keys, got {seed_keys!r}")
     for key in seed_keys:
         _check_key(key, f"{where} seed_keys")
 
-    name = str(raw.get("name") or (path.stem if path else "sweep"))
+    name = typed.name or (path.stem if path else "sweep")
     default_group = POINT_NAME if points or len(grid) != 1 else short_key(next(iter(grid)))
-    group_by = str(raw.get("group_by") or default_group)
+    group_by = typed.group_by or default_group
     valid_groups = {POINT_NAME, "seed", *(short_key(k) for k in grid),
                     *(short_key(k) for p in points for k in p if k != "name")}
-    if raw.get("group_by") and group_by not in valid_groups:
+    if typed.group_by and group_by not in valid_groups:
         raise unknown_choice("group_by", group_by, sorted(valid_groups | {"model", "optimizer", "activation",
                                                                           "depth", "dataset"}))
     tune = None
     spaces: dict[str, dict[str, Dimension]] = {}
-    if "tune" in raw or tune_overrides:
-        if "tune" not in raw:
-            raise UserError(f"{where} has no 'tune:' section, so {tune_overrides[0]} has nothing to set; "
-                            "add one (see docs/sweeps.md)")
-        tune = parse_tune(raw["tune"], list(tune_overrides), where)
+    if tuned:
+        tune = typed.tune
+        tune.check()
         for point in points:  # each arm's own space, checked like the shared one
             own = parse_tune({SPACE: point.get(SPACE) or {}}, (), f"{where} point {point['name']!r}").space
             point_keys = set(point) - {"name", SPACE}
@@ -271,9 +362,9 @@ def parse_sweep(raw: dict[str, Any], path: Path | None = None, tune_overrides: l
                 if key in grid or key in seed_keys:
                     raise UserError(f"{where}: {key!r} is both searched (tune space) and set by the grid or "
                                     "seeds; keep it in one place")
-    return SweepSpec(name=name, experiment=str(raw.get("experiment") or name), config=config, grid=grid,
+    return SweepSpec(name=name, experiment=typed.experiment or name, config=config, grid=grid,
                      points=points, seeds=seeds, seed_keys=seed_keys, group_by=group_by, path=path,
-                     description=str(raw.get("description") or ""), tune=tune, spaces=spaces)
+                     description=typed.description, tune=tune, spaces=spaces)
 
 
 # -- expanding -----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from typing import Any
 from lit_nn.core.names import Tag
 from lit_nn.sweeps.grid import Point
 from lit_nn.tracking.lifecycle import RunStatus
-from lit_nn.tracking.listing import search_all_runs
 
 
 @dataclass(frozen=True)
@@ -23,16 +22,6 @@ class Decision:
     action: str          # "run" | "done" | "running"
     note: str = ""       # e.g. "FINISHED run 1a2b3c4d", "previous: FAILED"
     run_id: str | None = None
-
-
-def sweep_filter(sweep: str, role: str) -> str:
-    """The MLflow search filter for a sweep's ``parent`` run or its ``point`` runs."""
-    return f"tags.{Tag.SWEEP} = '{sweep}' and tags.{Tag.SWEEP_ROLE} = '{role}'"
-
-
-def point_runs(client: Any, experiment_id: str, sweep: str) -> list[Any]:
-    """Every (active) point run of the sweep in the experiment, under any parent."""
-    return search_all_runs(client, [experiment_id], sweep_filter(sweep, "point"))
 
 
 DIVERGED = "training diverged"  # how lit_nn.models.base words a NaN or exploding loss

@@ -28,6 +28,7 @@ from lit_nn.core.errors import UserError, check_positive
 from lit_nn.core.names import Tag
 from lit_nn.core.signals import SIGTERM_EXIT, SIGTERM_REASON, Terminated, is_sigterm
 from lit_nn.sweeps.grid import Point
+from lit_nn.sweeps.sweep import Sweep
 from lit_nn.sweeps.worker import SKIPPED
 from lit_nn.tracking.lifecycle import RunStatus, end_run
 from lit_nn.tracking.store import standard_tags
@@ -231,10 +232,9 @@ def find_attempt_run(client: Any, experiment_id: str, attempt: str) -> Any | Non
     return runs[0] if runs else None
 
 
-def settle_in_mlflow(client: Any, experiment_id: str, parent_run_id: str, sweep: str,
-                     job: Job, result: dict[str, Any]) -> Outcome:
-    """Make the point's MLflow run match what happened; return the outcome."""
-    point = job.point
+def settle_in_mlflow(client: Any, sweep: Sweep, job: Job, result: dict[str, Any]) -> Outcome:
+    """Make the point's MLflow run (under ``sweep``'s parent run) match what happened; return the outcome."""
+    point, experiment_id = job.point, sweep.experiment_id
     if result.get("status") == SKIPPED:  # another sweep has (or finished) the point: nothing of ours to settle
         return Outcome(point, SKIPPED, None, result.get("error", ""), time.monotonic() - job.started)
     status = RunStatus(result.get("status", RunStatus.FAILED))
@@ -243,7 +243,7 @@ def settle_in_mlflow(client: Any, experiment_id: str, parent_run_id: str, sweep:
     run = find_attempt_run(client, experiment_id, job.attempt)
     if run is None:
         status, reason = ended, reason or "the point ended before its MLflow run was created"
-        tags = {**point.tags(sweep, parent_run_id), Tag.SWEEP_ATTEMPT: job.attempt, **standard_tags()}
+        tags = {**point.tags(sweep.name, sweep.parent_run_id), Tag.SWEEP_ATTEMPT: job.attempt, **standard_tags()}
         run_id = client.create_run(experiment_id, run_name=point.run_name, tags=tags).info.run_id
         end_run(client, run_id, status, reason)
     else:

@@ -24,13 +24,12 @@ This module is the spec and the design; it imports neither Optuna nor Lightning.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from lit_nn.core.errors import UserError
+from lit_nn.core.errors import UserError, unknown_choice
 
 SAMPLERS = ("qmc", "tpe", "random")
 PRUNERS = ("none", "median", "hyperband")
@@ -98,7 +97,13 @@ class Dimension:
 
 @dataclass(frozen=True)
 class Objective:
-    """What a trial is judged by: a metric of its run (validation only) and whether higher is better."""
+    """What a trial is judged by: a metric of its run (validation only) and whether higher is better.
+
+    Args:
+        metric: the run metric a trial is scored by; a validation metric (the test split is the
+            confirm phase's), e.g. best_val_acc or best_val_loss.
+        direction: maximize or minimize the metric.
+    """
 
     metric: str = "best_val_acc"
     direction: Literal["maximize", "minimize"] = "maximize"
@@ -120,9 +125,14 @@ class Objective:
 
 @dataclass(frozen=True)
 class Confirm:
-    """The confirm phase: each arm's chosen setting re-run on ``seeds`` fresh seeds, judged on the test split."""
+    """The confirm phase: each arm's chosen setting re-run on fresh seeds, judged on the test split.
 
-    seeds: int = 0  # 0: no confirm phase; else at least 2 (an interval needs two)
+    Args:
+        seeds: runs per arm on seeds disjoint from the tuning seeds (1000, 1001, ...); 0: no
+            confirm phase, else at least 2 (an interval needs two).
+    """
+
+    seeds: int = 0
 
 
 CONFIRM_SEED_BASE = 1000  # confirm seeds are 1000, 1001, ...: disjoint from the tuning seed
@@ -154,8 +164,8 @@ class TuneSpec:
             metric trails the arm's other trials (recorded as pruned, never as failed).
         storage: where the Optuna studies live; default: a journal file beside a local store,
             the same PostgreSQL database for a postgresql:// store.
-        confirm: ``{seeds: N}``: after an arm's budget is spent, its best setting runs on N fresh
-            seeds and the report's verdict compares the arms on the test split.
+        confirm: after an arm's budget is spent, its best setting runs on fresh seeds and
+            the report's verdict compares the arms on the test split.
     """
 
     trials: int = 8
@@ -205,27 +215,38 @@ def parse_tune(raw: Any, overrides: list[str] = (), where: str = "sweep") -> Tun
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - jsonargparse's ArgumentError and the dataclasses' ValueError
-        raise UserError(f"{where}: {_one_line(str(err))}") from None
+        groups = {"tune": TuneSpec, "tune.objective": Objective, "tune.confirm": Confirm}
+        raise UserError(f"{where}: {jsonargparse_sentence(str(err), groups)}") from None
     spec.check()
     return spec
 
 
-def _one_line(message: str) -> str:
-    """jsonargparse's message as one line: ``tune.trials: Expected a <class 'int'>. Got value: x``."""
+def jsonargparse_sentence(message: str, groups: dict[str, type]) -> str:
+    """jsonargparse's (multi-line) message as one sentence naming the key, e.g.
+    ``tune.trials must be an int, got 'x'``; ``groups``: the dataclass behind each group, for
+    the valid keys of an unknown one (``""``: the top level)."""
     if m := re.search(r"Group '([\w.]+)' does not accept option '([\w.]+)'", message):
-        group, key = m.groups()
-        valid = {"tune": TuneSpec, "tune.objective": Objective, "tune.confirm": Confirm}.get(group, Dimension)
-        return (f"unknown key {group}.{key}; valid keys: "
-                + ", ".join(f.name for f in fields(valid)))
-    if m := re.search(r"Option '(\w+)' is not accepted", message):
-        return (f"unknown key {m.group(1)!r} in a tune.space entry; a range takes "
-                + ", ".join(f.name for f in fields(Dimension)))
+        full = ".".join(m.groups())  # the deepest group the key lies in: tune.confirm for tune.confirm.sedes
+        group = max((g for g in groups if g and full.startswith(g + ".")), key=len, default=m.group(1))
+        key = full[len(group) + 1:].split(".")[0]
+        return str(unknown_choice("key", f"{group}.{key}",
+                                  [f"{group}.{f.name}" for f in fields(groups.get(group, Dimension))]))
+    if m := re.search(r"Option '([\w.]+)' is not accepted", message):
+        key = m.group(1).split(".")[0]
+        if "Dimension" in message or "" not in groups:
+            return str(unknown_choice("key in a tune.space entry", key, [f.name for f in fields(Dimension)]))
+        return str(unknown_choice("key", key, [f.name for f in fields(groups[""])]))
     key = m.group(1) if (m := re.search(r'Parser key "([\w.]+)"', message)) else "tune"
     given = m.group(1).strip() if (m := re.search(r"Got value: (.+)", message)) else "?"
     if m := re.search(r"Literal\[([^\]]*)\]", message):
         return f"{key} must be one of {m.group(1)}, got {given!r}"
     if m := re.search(r"Expected a <class '(\w+)'>", message):
-        return f"{key} must be {'an' if m.group(1) == 'int' else 'a'} {m.group(1)}, got {given!r}"
+        group, _, name = key.rpartition(".")
+        hint = {f.name: str(f.type) for f in fields(groups[group])}.get(name, "") if group in groups else ""
+        within = ("each value of " if hint.startswith("dict[") and m.group(1) != "dict" else
+                  "each entry of " if hint.startswith("list[") and m.group(1) != "list" else "")
+        kind = {"dict": "mapping"}.get(m.group(1), m.group(1))
+        return f"{within}{key} must be {'an' if kind == 'int' else 'a'} {kind}, got {given!r}"
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
@@ -253,12 +274,6 @@ def design(space: dict[str, Dimension], trials: int, sampler: str, seed: int) ->
     else:
         rows = np.random.default_rng(seed).random((trials, len(names)))
     return [{name: space[name].at(float(rows[k, i])) for i, name in enumerate(names)} for k in range(trials)]
-
-
-def study_name(experiment_id: str, sweep: str, arm: str) -> str:
-    """One Optuna study per arm, namespaced like the sweep's claims (experiment and sweep)."""
-    key = hashlib.sha256(f"{experiment_id}\0{sweep}".encode()).hexdigest()[:16]
-    return f"lit-nn/{key}/{arm}"
 
 
 def edge_warnings(space: dict[str, Dimension], best: dict[str, Any]) -> list[str]:

@@ -39,6 +39,7 @@ from typing import Any
 
 from lit_nn.core.names import Tag
 from lit_nn.core.signals import SIGTERM_REASON, Terminated, is_sigterm, sigterm_handled, sigterm_received
+from lit_nn.sweeps.sweep import Sweep
 from lit_nn.tracking.lifecycle import RunStatus, failure_reason
 
 PR_SET_PDEATHSIG = 1
@@ -216,16 +217,17 @@ def run_claimed(job: dict[str, Any], train: Callable[[], dict[str, Any]]) -> dic
     from lit_nn.tracking.store import tracking_client
 
     client = tracking_client()
+    sweep = Sweep(spec["sweep"], job["experiment_id"])
     claim, note = claims.try_claim(client, spec["prefix"], spec["lease_s"])
     if claim is None:
         return {"status": SKIPPED, "error": note}
     if not spec.get("force"):
-        done = finished_point_run(client, job["experiment_id"], spec["sweep"], spec["config_hash"])
+        done = finished_point_run(client, sweep, spec["config_hash"])
         if done is not None:
             claims.release(client, claim)
             return {"status": SKIPPED, "error": f"FINISHED by another sweep (run {done[:8]})"}
     if note:
-        end_stale_runs(client, job["experiment_id"], spec["sweep"], spec["config_hash"], note)
+        end_stale_runs(client, sweep, spec["config_hash"], note)
 
     def on_lost(reason: str) -> None:
         global _lost_claim
@@ -240,26 +242,23 @@ def run_claimed(job: dict[str, Any], train: Callable[[], dict[str, Any]]) -> dic
     return result
 
 
-def point_runs_with_status(client: Any, experiment_id: str, sweep: str, config_hash: str,
-                           status: RunStatus) -> list[Any]:
-    """The point's runs (of any sweep) in one status."""
-    from lit_nn.sweeps.plan import sweep_filter
-
-    return client.search_runs([experiment_id], f"{sweep_filter(sweep, 'point')} and "
+def point_runs_with_status(client: Any, sweep: Sweep, config_hash: str, status: RunStatus) -> list[Any]:
+    """The point's runs (under any parent) in one status."""
+    return client.search_runs([sweep.experiment_id], f"{sweep.filter()} and "
                               f"tags.{Tag.CONFIG_HASH} = '{config_hash}' and attributes.status = '{status}'")
 
 
-def finished_point_run(client: Any, experiment_id: str, sweep: str, config_hash: str) -> str | None:
+def finished_point_run(client: Any, sweep: Sweep, config_hash: str) -> str | None:
     """The id of a FINISHED run of the point, if any sweep has one."""
-    found = point_runs_with_status(client, experiment_id, sweep, config_hash, RunStatus.FINISHED)
+    found = point_runs_with_status(client, sweep, config_hash, RunStatus.FINISHED)
     return found[0].info.run_id if found else None
 
 
-def end_stale_runs(client: Any, experiment_id: str, sweep: str, config_hash: str, reason: str) -> None:
+def end_stale_runs(client: Any, sweep: Sweep, config_hash: str, reason: str) -> None:
     """End the RUNNING runs of a point whose claim this worker took over (their owner is gone)."""
     from lit_nn.tracking.lifecycle import end_run
 
-    for run in point_runs_with_status(client, experiment_id, sweep, config_hash, RunStatus.RUNNING):
+    for run in point_runs_with_status(client, sweep, config_hash, RunStatus.RUNNING):
         end_run(client, run.info.run_id, RunStatus.KILLED, f"another sweep {reason}")
 
 
