@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,12 +33,17 @@ needs_postgres = pytest.mark.skipif(not _postgres_available(), reason="needs Pos
 
 
 @contextmanager
-def team_server(folder: Path, *args: str, env: dict | None = None, port: int | None = None) -> Iterator[str]:
+def team_server(folder: Path, *args: str, env: dict | None = None, port: int | None = None,
+                open_temp_folders: bool = True) -> Iterator[str]:
     """``lit-nn server`` until the block ends (then Ctrl-C, as a user would); yields its URL.
 
     ``port``: where the tracking server listens (default: a free one); the same folder and port
-    again is the same server restarted, as a client holding its URL sees it."""
+    again is the same server restarted, as a client holding its URL sees it. What it printed on
+    starting is kept in :data:`PRINTED` (see :func:`tune_storage`). ``open_temp_folders``: as root,
+    first let the postgres user through pytest's temporary folders (:func:`reachable_by_postgres`)."""
     port = port or free_port()
+    if open_temp_folders:
+        reachable_by_postgres(folder)
     proc = subprocess.Popen([sys.executable, "-m", "lit_nn", "server", "--folder", str(folder), "--port", str(port),
                              *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})}, start_new_session=True)
@@ -47,6 +54,7 @@ def team_server(folder: Path, *args: str, env: dict | None = None, port: int | N
             if line.startswith("use it with:"):
                 break
         assert proc.poll() is None, "".join(lines)
+        PRINTED[folder.resolve()] = list(lines)
         yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
@@ -54,6 +62,32 @@ def team_server(folder: Path, *args: str, env: dict | None = None, port: int | N
         lines.append(out)
     assert proc.returncode == 0, "".join(lines)[-3000:]
     assert "team server: stopping" in "".join(lines)
+
+
+PRINTED: dict[Path, list[str]] = {}  # server folder -> the lines its latest start printed
+
+
+def tune_storage(folder: Path) -> str:
+    """The ``--tune.storage`` URL that the team server running in ``folder`` printed, as a user
+    copies it (quoted for the shell: it holds ``&``)."""
+    (line,) = [line for line in PRINTED[folder.resolve()] if line.startswith("tuned sweeps on it:")]
+    words = shlex.split(line)
+    return words[words.index("--tune.storage") + 1]
+
+
+def reachable_by_postgres(folder: Path) -> None:
+    """As root lit-nn runs PostgreSQL as the postgres user, which pytest's own temporary folders
+    (/tmp/pytest-of-root is 0700) stop; lit-nn opens no folder unasked, so the tests open theirs,
+    as a user would give --folder a folder that user can reach (test_server_access checks that
+    lit-nn itself changes no mode)."""
+    if os.geteuid() != 0:
+        return
+    from lit_nn.tracking.server import blocking_folders
+
+    temp = Path(tempfile.gettempdir()).resolve()
+    for path, bit in blocking_folders(folder.resolve()):
+        assert temp in path.parents, f"{path} stops the postgres user and is not a test's temporary folder"
+        path.chmod(path.stat().st_mode | bit)
 
 
 def postgres_running(pgdata: Path) -> bool:

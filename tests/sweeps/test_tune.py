@@ -18,7 +18,7 @@ import yaml
 from lit_nn.core.errors import UserError
 from lit_nn.sweeps.grid import expand, load_sweep, parse_sweep
 from lit_nn.sweeps.tune import Dimension, design, edge_warnings, parse_tune
-from team import needs_postgres, team_server
+from team import needs_postgres, team_server, tune_storage
 
 from helpers import REPO, assert_clean_error, run_main
 from ray_cluster import ray_head  # noqa: F401 - the fixture
@@ -292,12 +292,9 @@ def test_two_drivers_on_one_team_server_share_the_studies_and_keep_the_budget(tm
     pytest.importorskip("psycopg", reason="needs psycopg 3: pip install 'lit-nn[postgres]' (CI installs it)")
     from mlflow.tracking import MlflowClient
 
-    from lit_nn.tracking.server import in_schema
-
     path = write(tmp_path, {**TUNED, "tune": {**TUNED["tune"], "trials": 3}})
     with team_server(tmp_path / "srv") as url:
-        pid_file = (tmp_path / "srv" / "pgdata" / "postmaster.pid").read_text().splitlines()
-        storage = in_schema(f"postgresql+psycopg://postgres@127.0.0.1:{pid_file[3].strip()}/mlflow")  # as printed
+        storage = tune_storage(tmp_path / "srv")  # as the server printed it
         env = {**os.environ, "MLFLOW_TRACKING_URI": url, "PYTHONHASHSEED": "0"}
         drivers = [subprocess.Popen([sys.executable, "-m", "lit_nn", "sweep", str(path), "--tune.storage", storage,
                                      "--out", str(tmp_path / f"out{i}"), *FAST], cwd=tmp_path, env=env,
@@ -331,15 +328,12 @@ def test_the_tuned_optimizer_comparison_runs_end_to_end_on_the_team_server(tmp_p
         pytest.skip("needs Fashion-MNIST: apt-get install dataset-fashion-mnist (CI installs it)")
     from mlflow.tracking import MlflowClient
 
-    from lit_nn.tracking.server import in_schema
-
     arms = ("sgd", "sgd_momentum", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
     command = [sys.executable, "-m", "lit_nn", "sweep", str(REPO / "experiments" / "compare_optimizers_tuned.yaml"),
                "--tune.trials", "1", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "50",
                "--workers", "2", "--out", str(tmp_path / "out"), *FAST]
     with team_server(tmp_path / "srv") as url:
-        port = (tmp_path / "srv" / "pgdata" / "postmaster.pid").read_text().splitlines()[3].strip()
-        storage = in_schema(f"postgresql+psycopg://postgres@127.0.0.1:{port}/mlflow")
+        storage = tune_storage(tmp_path / "srv")  # as the server printed it
         env = {**os.environ, "MLFLOW_TRACKING_URI": url}
         first = subprocess.run([*command, "--tune.storage", storage], cwd=tmp_path, env=env, capture_output=True,
                                text=True, timeout=900)

@@ -381,7 +381,7 @@ def lab_parser(with_options: bool = True) -> Any:
 
 # -- server --------------------------------------------------------------------------------
 def server(folder: Path = Path("team-server"), host: str = "127.0.0.1", port: int = 5000, auth: bool = False,
-           allowed_hosts: str | None = None) -> None:
+           allowed_hosts: str | None = None, open_parents: bool = False) -> None:
     """Start a team tracking server: PostgreSQL (this machine's server binaries, on 127.0.0.1) behind
     `mlflow server` with proxied artifacts; serve until Ctrl-C. Point lit-nn at it with
     MLFLOW_TRACKING_URI=http://HOST:PORT.
@@ -394,12 +394,16 @@ def server(folder: Path = Path("team-server"), host: str = "127.0.0.1", port: in
         auth: MLflow's basic-auth app: users and permissions, credentials from
             MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (admin password: $LIT_NN_ADMIN_PASSWORD).
         allowed_hosts: host names the server answers to (MLflow's --allowed-hosts), e.g. tracking.lab.org.
+        open_parents: as root, PostgreSQL runs as the postgres user, which must pass through every
+            folder above --folder: add the search bit (x, not read) to each folder that stops it,
+            printing each change. Without it such a folder is an error that names it.
     """
     from lit_nn.core.errors import check_positive
     from lit_nn.tracking.server import ServerPlan, serve
 
     check_positive("--port", port)
-    serve(ServerPlan(folder=folder, host=host, port=port, auth=auth, allowed_hosts=allowed_hosts))
+    serve(ServerPlan(folder=folder, host=host, port=port, auth=auth, allowed_hosts=allowed_hosts,
+                     open_parents=open_parents))
 
 
 def run_lab_command(argv: list[str]) -> None:
