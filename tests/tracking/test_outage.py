@@ -172,15 +172,15 @@ def test_a_run_failed_by_the_outage_records_its_end_with_one_try(monkeypatch: py
 
 
 def test_a_fit_ended_by_the_outage_raises_the_sentence(monkeypatch: pytest.MonkeyPatch):
-    from lit_nn.cli.train import server_outage_as_error
+    from lit_nn.cli.train import store_fault_as_error
 
     url = closed_url()
     trainer = SimpleNamespace(loggers=[tracker_of_run(url, "abc123", monkeypatch)], checkpoint_callback=None)
     with pytest.raises(TrackingServerDown, match="run abc123 had written no checkpoint yet"):
-        with server_outage_as_error(trainer):
+        with store_fault_as_error(trainer):
             raise refused(url)
     with pytest.raises(ZeroDivisionError):  # anything else passes through
-        with server_outage_as_error(trainer):
+        with store_fault_as_error(trainer):
             raise ZeroDivisionError
 
 

@@ -12,7 +12,7 @@ makes sure no interrupt leaves a run of the command RUNNING.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from enum import Enum
 from typing import Any
 
@@ -55,9 +55,15 @@ def is_interrupt(error: BaseException) -> bool:
     return isinstance(error, KeyboardInterrupt) or is_sigterm(error)
 
 
-def failure_reason(error: BaseException) -> str:
+def failure_reason(error: BaseException, uri: str | None = None) -> str:
     """One line saying why a run failed: a lit-nn ``UserError`` anywhere in the chain wins
-    (jsonargparse and Lightning wrap the errors raised inside them)."""
+    (jsonargparse and Lightning wrap the errors raised inside them), then, given the store's
+    ``uri``, the sentence for a fault of the store (:mod:`lit_nn.tracking.faults`)."""
+    if uri is not None:
+        from lit_nn.tracking.faults import describe_fault
+
+        if (fault := describe_fault(error, uri)) is not None:
+            return fault
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPTED
     if is_sigterm(error):
@@ -113,14 +119,25 @@ def end_runs_on_interrupt() -> Iterator[None]:
         yield
     except BaseException as err:
         if is_interrupt(err):
-            reason = failure_reason(err)
-            for run_id, client in list(_open_runs.items()):
-                with no_retries(), suppress(Exception):  # a store that is down cannot be helped here
-                    if client.get_run(run_id).info.status == RunStatus.RUNNING:
-                        end_run(client, run_id, RunStatus.KILLED, reason)
+            end_open_runs(RunStatus.KILLED, failure_reason(err))
         raise
     finally:
         _open_runs.clear()
+
+
+def end_open_runs(status: RunStatus, reason: str) -> list[str]:
+    """End every run this process opened that is still RUNNING (one try each: the command is on its
+    way out, on an interrupt or an error); return the ids of those the store would not let end."""
+    left = []
+    for run_id, client in list(_open_runs.items()):
+        try:
+            with no_retries():
+                if client.get_run(run_id).info.status == RunStatus.RUNNING:
+                    end_run(client, run_id, status, reason)
+        except Exception:  # noqa: BLE001 - a store that is down or read-only cannot be helped here
+            left.append(run_id)
+        _open_runs.pop(run_id, None)
+    return left
 
 
 class TrackedRun:
@@ -154,6 +171,7 @@ def tracked_run(client: Any, experiment_id: str, run_name: str, tags: Mapping[st
     all_tags = {**standard_tags(), **(tags or {})}
     if run_id is None:
         run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        watch_run(client, run_id)
     else:
         for key, value in all_tags.items():
             client.set_tag(run_id, key, value)
@@ -162,6 +180,6 @@ def tracked_run(client: Any, experiment_id: str, run_name: str, tags: Mapping[st
     try:
         yield run
     except BaseException as err:
-        end_run(client, run_id, RunStatus.of(err), failure_reason(err))
+        end_run(client, run_id, RunStatus.of(err), failure_reason(err, client.tracking_uri))
         raise
     end_run(client, run_id, run.status, run.reason)

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from lit_nn.tracking.faults import describe_fault
 from lit_nn.tracking.lifecycle import RunStatus, end_run, failure_reason
 from lit_nn.tracking.outage import no_retries, server_down_reason, unanswered
 from lit_nn.tracking.store import artifact_location, resolve_tracking_uri, standard_tags
@@ -95,13 +96,20 @@ class MLflowTracker(MLFlowLogger):
             return
         if status == "failed":
             error = self.failure or RuntimeError("Lightning reported the run as failed")
-            end, reason = RunStatus.of(error), failure_reason(error)
+            end, reason = RunStatus.of(error), failure_reason(error, self.tracking_uri)
         else:
             end, reason = RunStatus.FINISHED, ""
         if end is RunStatus.FINISHED and self._ended not in (None, RunStatus.FINISHED):
             return  # a failure already recorded stands
         why = unanswered(self.failure, self.tracking_uri) if status == "failed" else None
-        if why is None:
+        if why is None and status == "failed":
+            try:
+                end_run(self.experiment, self.run_id, end, reason)
+            except Exception as err:
+                if describe_fault(err, self.tracking_uri) is None:
+                    raise
+                return  # the store itself failed: the command's sentence says so, and that the run stays RUNNING
+        elif why is None:
             end_run(self.experiment, self.run_id, end, reason)
         else:
             # the server did not answer for the whole retry window: one try to record the end, not

@@ -7,6 +7,7 @@ The default store is ``sqlite:///mlruns/mlflow.db`` (MLflow >= 3.13 refuses a pl
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -59,11 +60,34 @@ def check_uri(uri: str) -> None:
         if importlib.util.find_spec(driver) is None:
             raise UserError(f"MLFLOW_TRACKING_URI {uri!r} needs the PostgreSQL driver {driver}, which is not "
                             "installed; install it with: pip install 'lit-nn[postgres]'")
+    if base == "postgresql":
+        check_database(uri)
     if base in SERVER_SCHEMES:
         from lit_nn.tracking.outage import configure_retries
 
         configure_retries(uri)  # how long every request waits for the server if it stops answering
         check_server(uri)
+
+
+@cache
+def check_database(uri: str) -> None:
+    """One connection to a PostgreSQL store (at most 5 s) before MLflow's own: MLflow retries a
+    refused connection for about 100 s, printing every attempt, before it gives up."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    from lit_nn.tracking.faults import describe_fault, shown_uri
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 5}, poolclass=NullPool)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        first = str(getattr(err, "orig", err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(describe_fault(err, uri) or f"cannot connect to the MLflow store at {shown_uri(uri)} "
+                        f"({first}); check MLFLOW_TRACKING_URI") from None
+    finally:
+        engine.dispose()
 
 
 @cache
@@ -112,6 +136,9 @@ def check_credentials(uri: str) -> None:
         if err.code == 403:
             raise UserError(f"the MLflow tracking server at {uri} does not let user {user!r} read experiments; "
                             "ask its admin for access") from None
+        if err.code == 404:
+            raise UserError(f"{uri} answers, but not as an MLflow tracking server (no MLflow API there); point "
+                            "MLFLOW_TRACKING_URI at the server's address") from None
     except (urllib.error.URLError, OSError):
         pass  # it answered /health a moment ago: MLflow reports what comes next
 
@@ -144,8 +171,31 @@ def prepare_store(uri: str | None = None) -> str:
         if db.is_file() and db.stat().st_size and db.read_bytes()[:16] != SQLITE_MAGIC:
             raise UserError(f"{db} is not an SQLite database, so it cannot be the MLflow store; move it away "
                             "or set MLFLOW_TRACKING_URI to another store")
+        check_not_foreign(db)
         open_local_store(uri, db)
     return uri
+
+
+MLFLOW_TABLES = ("alembic_version", "experiments", "runs")  # what every MLflow SQLite store has
+
+
+def check_not_foreign(db: Path) -> None:
+    """Refuse an SQLite file that holds tables but not MLflow's: opening it as a store would add
+    MLflow's tables to someone else's database. It is read without being changed (read-only)."""
+    import sqlite3
+
+    if not db.is_file() or not db.stat().st_size:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=20)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        return  # locked or damaged: the store's own errors (lit_nn.tracking.faults) say what is wrong
+    if tables and not set(MLFLOW_TABLES) <= tables:
+        shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        raise UserError(f"{db} is another application's SQLite database (tables {shown}), not an MLflow store; "
+                        "lit-nn leaves it unchanged: set MLFLOW_TRACKING_URI to a store of its own "
+                        "(unset it for mlruns/)")
 
 
 _OPENED: set[str] = set()  # SQLite stores this process has opened under the lock (MLflow caches the store)
