@@ -171,3 +171,20 @@ def test_a_store_locked_by_another_process_past_sqlites_wait_is_one_sentence(tra
         lock.wait()
     assert_clean_error(result, f"the MLflow store {db} stayed locked by another process for 20 s")
     assert result.returncode == 1
+
+
+def test_evaluating_a_checkpoint_into_a_full_store_leaves_no_run_running(monkeypatch, capsys, client):
+    """validate, test and predict create a run of their own, then log into it: each ends FAILED."""
+    first = run_main(capsys, *MLP, "--experiment", "trained")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (trained,) = client.search_runs([client.get_experiment_by_name("trained").experiment_id])
+    ckpt = trained.data.tags["last_checkpoint"]
+    calls = _full_disk_after_the_run_exists(monkeypatch)
+    for command in ("validate", "test", "predict"):
+        result = run_main(capsys, command, "-c", "experiments/mnist_mlp.yaml", "--ckpt_path", ckpt,
+                          "--experiment", command, *QUICK[2:])
+        assert_clean_error(result, "is full; free space there")
+        experiment = client.get_experiment_by_name(command)
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        assert runs and {r.info.status for r in runs} == {"FAILED"}, (command, [r.info.status for r in runs])
+    assert calls
