@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,15 +36,15 @@ needs_postgres = pytest.mark.skipif(not _postgres_available(), reason="needs Pos
 
 @contextmanager
 def team_server(folder: Path, *args: str, env: dict | None = None, port: int | None = None,
-                open_temp_folders: bool = True) -> Iterator[str]:
+                relocate: bool = True) -> Iterator[str]:
     """``lit-nn server`` until the block ends (then Ctrl-C, as a user would); yields its URL.
 
     ``port``: where the tracking server listens (default: a free one); the same folder and port
     again is the same server restarted, as a client holding its URL sees it. What it printed on
-    starting is kept in :data:`PRINTED` (see :func:`tune_storage`). ``open_temp_folders``: as root,
-    first let the postgres user through pytest's temporary folders (:func:`reachable_by_postgres`)."""
+    starting is kept in :data:`PRINTED` (see :func:`tune_storage`). ``relocate``: as root, a new
+    folder the postgres user cannot reach is first made a link to one it can (:func:`reachable_by_postgres`)."""
     port = port or free_port()
-    if open_temp_folders:
+    if relocate:
         reachable_by_postgres(folder)
     proc = subprocess.Popen([sys.executable, "-m", "lit_nn", "server", "--folder", str(folder), "--port", str(port),
                              *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -75,26 +77,35 @@ def tune_storage(folder: Path) -> str:
     return words[words.index("--tune.storage") + 1]
 
 
+def postgres_reachable() -> Path:
+    """A new empty folder that the postgres user reaches: in the system's temporary folder, 0711,
+    removed when the tests end."""
+    path = Path(tempfile.mkdtemp(prefix="lit-nn-team-"))
+    path.chmod(0o711)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def reachable_by_postgres(folder: Path) -> None:
-    """As root lit-nn runs PostgreSQL as the postgres user, which pytest's own temporary folders
-    (/tmp/pytest-of-root is 0700) stop; lit-nn opens no folder unasked, so the tests open theirs,
-    as a user would give --folder a folder that user can reach (test_server_access checks that
-    lit-nn itself changes no mode)."""
-    if os.geteuid() != 0:
-        return
+    """As root lit-nn runs PostgreSQL as the postgres user, which cannot pass through pytest's
+    temporary folders (/tmp/pytest-of-root is 0700, and every pytest session that starts on the
+    machine makes it so again), and lit-nn opens no folder unasked; so there a new server folder
+    becomes a link to one that user reaches (:func:`postgres_reachable`), as a user gives --folder
+    such a folder. Paths handed to PostgreSQL's own commands must then be resolved."""
     from lit_nn.tracking.server import blocking_folders
 
-    temp = Path(tempfile.gettempdir()).resolve()
-    for path, bit in blocking_folders(folder.resolve()):
-        assert temp in path.parents, f"{path} stops the postgres user and is not a test's temporary folder"
-        path.chmod(path.stat().st_mode | bit)
+    if os.geteuid() != 0 or folder.exists() or folder.is_symlink() or not blocking_folders(folder.resolve()):
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.symlink_to(postgres_reachable(), target_is_directory=True)
 
 
 def postgres_running(pgdata: Path) -> bool:
     """``pg_ctl status``: 0 while the cluster's server runs, 3 when it is stopped."""
     from lit_nn.tracking.server import as_db_owner, postgres_bin
 
-    status = subprocess.run(as_db_owner([postgres_bin("pg_ctl"), "status", "-D", str(pgdata)]), capture_output=True)
+    status = subprocess.run(as_db_owner([postgres_bin("pg_ctl"), "status", "-D", str(pgdata.resolve())]),
+                            capture_output=True)
     assert status.returncode in (0, 3), status
     return status.returncode == 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from team import PRINTED, needs_postgres, reachable_by_postgres, team_server, tune_storage
+from team import PRINTED, needs_postgres, postgres_reachable, reachable_by_postgres, team_server, tune_storage
 
 from helpers import assert_clean_error, free_port, run_cli
 
@@ -24,8 +24,8 @@ as_root = pytest.mark.skipif(not ROOT, reason="PostgreSQL runs as the postgres u
 
 
 def modes_above(folder: Path, top: Path) -> dict[Path, int]:
-    """st_mode of every existing folder from ``top`` down to ``folder``. Above the test's own
-    ``tmp_path`` lie pytest's shared folders, whose modes every pytest session that starts on
+    """st_mode of every existing folder from ``top`` down to ``folder``. Above a test's own
+    folder lie shared ones, such as pytest's, whose modes every pytest session that starts on
     the machine sets again (pytest-of-USER: 0700), so no test can hold them still."""
     return {path: path.stat().st_mode for path in (*folder.parents, folder)
             if path.exists() and (path == top or top in path.parents)}
@@ -71,16 +71,16 @@ def test_only_the_servers_role_with_its_password_gets_in_and_no_folder_above_cha
     import sqlalchemy
     from mlflow import MlflowClient
 
-    folder = tmp_path / "work" / "srv"
-    reachable_by_postgres(folder)  # pytest's own folders (as root): before the "before"
-    work = folder.parent
+    top = postgres_reachable() if ROOT else tmp_path
+    work = top / "work"
     work.mkdir()
     if ROOT:  # the postgres user passes through by its group: o+x, which older lit-nn added, is not needed
         shutil.chown(work, group="postgres")
     work.chmod(0o750)
-    before = modes_above(folder, tmp_path)
-    with team_server(folder, open_temp_folders=False) as url:
-        assert {path: mode for path, mode in modes_above(folder, tmp_path).items() if path in before} == before
+    folder = work / "srv"
+    before = modes_above(folder, top)
+    with team_server(folder, relocate=False) as url:
+        assert {path: mode for path, mode in modes_above(folder, top).items() if path in before} == before
         pgdata, passfile = folder / "pgdata", folder / "pgpass"
         port = (pgdata / "postmaster.pid").read_text().splitlines()[3].strip()
         info = passfile.stat()
@@ -121,7 +121,7 @@ def test_only_the_servers_role_with_its_password_gets_in_and_no_folder_above_cha
             except OSError:
                 continue
         assert not [c for c in commands if password.encode() in c]
-    assert {path: mode for path, mode in modes_above(folder, tmp_path).items() if path in before} == before
+    assert {path: mode for path, mode in modes_above(folder, top).items() if path in before} == before
     assert not [log for log in folder.glob("*.log") if password in log.read_text(errors="replace")]
     assert password not in "".join(PRINTED[folder.resolve()])
 
@@ -131,18 +131,18 @@ def test_only_the_servers_role_with_its_password_gets_in_and_no_folder_above_cha
 @pytest.mark.slow
 def test_open_parents_says_each_change_it_makes_and_makes_no_other(tmp_path: Path):
     pytest.importorskip("psycopg", reason="needs psycopg 3: pip install 'lit-nn[postgres]' (CI installs it)")
-    reachable_by_postgres(tmp_path)
-    locked = tmp_path / "locked"
+    top = postgres_reachable()
+    locked = top / "locked"
     locked.mkdir()
     locked.chmod(0o700)
     folder = locked / "srv"
-    before = modes_above(locked, tmp_path)
-    with team_server(folder, "--open_parents", open_temp_folders=False):
+    before = modes_above(locked, top)
+    with team_server(folder, "--open_parents", relocate=False):
         printed = "".join(PRINTED[folder.resolve()])
     assert (f"team server: o+x on {locked} (mode 0700 -> 0701, --open_parents) so that the postgres user reaches "
             f"{folder}") in printed, printed
     assert printed.count("--open_parents)") == 1
-    assert modes_above(locked, tmp_path) == {**before, locked: before[locked] | stat.S_IXOTH}
+    assert modes_above(locked, top) == {**before, locked: before[locked] | stat.S_IXOTH}
 
 
 def _old_cluster(folder: Path) -> None:
@@ -150,7 +150,7 @@ def _old_cluster(folder: Path) -> None:
     owning the database, MLflow's tables and an Optuna schema."""
     from lit_nn.tracking.server import as_db_owner, free_port, postgres_bin
 
-    pgdata = folder / "pgdata"
+    pgdata = folder.resolve() / "pgdata"  # PostgreSQL's commands see no link (reachable_by_postgres)
     pgdata.mkdir(parents=True)
     if ROOT:
         shutil.chown(pgdata, "postgres", "postgres")
@@ -190,7 +190,7 @@ def test_a_cluster_from_an_older_lit_nn_is_migrated_once_and_mlflow_keeps_workin
     with team_server(folder) as url:
         printed = "".join(PRINTED[folder.resolve()])
         assert (f"team server: its PostgreSQL trusted every local connection (an older lit-nn); from now on it lets "
-                f"in role lit_nn with the password in {folder / 'pgpass'} only") in printed, printed
+                f"in role lit_nn with the password in {folder.resolve() / 'pgpass'} only") in printed, printed
         port = (folder / "pgdata" / "postmaster.pid").read_text().splitlines()[3].strip()
         owned = psql("-h", "127.0.0.1", "-p", port, "-U", "lit_nn", "-d", "mlflow", "-c",
                      "select count(*) filter (where c.relowner = 'lit_nn'::regrole), count(*) from pg_class c "
