@@ -20,6 +20,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_nn.cli.progress import ProgressBar
@@ -29,6 +30,7 @@ from lit_nn.core.names import Metric
 from lit_nn.data.datamodule import LitDataModule
 from lit_nn.data.images import ImageDataModule
 from lit_nn.models.base import Classifier, LitModel
+from lit_nn.tracking.atomic import AtomicCheckpointIO
 from lit_nn.tracking.callbacks import (
     LastCheckpoint,
     MLflowSaveConfig,
@@ -142,6 +144,7 @@ class LitNNCLI(LightningCLI):
         resume_id = self._resume() if self.subcommand == "fit" else None
         if settings.get("ckpt_path") and not resume_id:
             check_checkpoint_matches(settings.ckpt_path, self.model)
+        tracker = None
         if trainer_config.get("logger") is not False:
             uri = prepare_store()
             ensure_experiment(settings.experiment, uri)
@@ -166,6 +169,7 @@ class LitNNCLI(LightningCLI):
             check_budget(trainer_config)
         configured = trainer_config.get("callbacks") or []  # the config's trainer.callbacks come first
         trainer_config["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
+        trainer_config["plugins"] = with_atomic_checkpoints(trainer_config.get("plugins"), tracker)
         try:
             return super().instantiate_trainer(**trainer_config)
         except (MisconfigurationException, ValueError) as err:  # Trainer's own argument checks
@@ -257,6 +261,15 @@ def server_outage_as_error(trainer: Any) -> Iterator[None]:
         if down is None:
             raise
         raise down from None
+
+
+def with_atomic_checkpoints(plugins: Any, tracker: MLflowTracker | None) -> list[Any]:
+    """The Trainer's ``plugins`` with :class:`AtomicCheckpointIO`, so that no crash or full disk leaves
+    a half-written checkpoint; a checkpoint plugin of the config's own is left to do its job."""
+    configured = list(plugins) if isinstance(plugins, list | tuple) else [] if plugins is None else [plugins]
+    if any(isinstance(plugin, CheckpointIO) for plugin in configured):
+        return configured
+    return [*configured, AtomicCheckpointIO(tracker)]
 
 
 def check_register(settings: Any, command: str) -> None:

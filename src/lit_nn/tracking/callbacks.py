@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import lightning as L
 import torch
@@ -22,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lit_nn.core.names import Artifact, Metric, Param, Tag
 from lit_nn.data.datamodule import LitDataModule
 from lit_nn.models.base import LitModel
+from lit_nn.tracking.atomic import copy_atomically, how_to_continue, not_written
 from lit_nn.tracking.logger import MLflowTracker
 from lit_nn.tracking.store import checkpoint_root, process_tags
 
@@ -155,6 +158,30 @@ class LastCheckpoint(_InRunFolder):
                 logger.after_save_checkpoint(self)
 
 
+def log_checkpoint_artifact(tracker: MLflowTracker, path: Path) -> None:
+    """The run's ``checkpoints/<name>`` artifact. Into a local artifact store lit-nn copies it itself,
+    atomically (:func:`~lit_nn.tracking.atomic.copy_atomically`): MLflow before 3.17 copies in place, and
+    a full disk would leave half a best.ckpt among the run's artifacts. A tracking server gets MLflow's
+    upload, which it stores whole or not at all."""
+    folder = local_folder(tracker.experiment.get_run(tracker.run_id).info.artifact_uri)
+    if folder is None:
+        tracker.log_artifact(path, "checkpoints")
+        return
+    dest = folder / "checkpoints" / path.name
+    try:
+        copy_atomically(path, dest)
+    except OSError as err:
+        raise not_written(err, dest, path.stat().st_size, how_to_continue(tracker.run_id, path.parent)) from None
+
+
+def local_folder(uri: str) -> Path | None:
+    """The folder an artifact URI names on this machine (``file://`` or a bare path); None for a remote one."""
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return Path(url2pathname(parts.path))
+    return Path(uri) if len(parts.scheme) <= 1 else None  # "" or a Windows drive letter
+
+
 class RunRecorder(L.Callback):
     """Writes what a run is made of and what it produced into its MLflow run (rank 0 only).
 
@@ -222,7 +249,7 @@ class RunRecorder(L.Callback):
             self._log_best(tracker, *pl_module.monitor)
         ckpt = trainer.checkpoint_callback
         if self.log_checkpoint and isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
-            tracker.log_artifact(ckpt.best_model_path, "checkpoints")
+            log_checkpoint_artifact(tracker, Path(ckpt.best_model_path))
 
     @staticmethod
     def _log_best(tracker: MLflowTracker, monitor: str, mode: str) -> None:
