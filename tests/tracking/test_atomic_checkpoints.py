@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from lit_nn.core.errors import UserError
+from lit_nn.core.signals import SIGTERM_REASON
 from lit_nn.tracking.atomic import (
     AtomicCheckpointIO,
     CheckpointNotWritten,
@@ -177,6 +178,38 @@ def test_a_full_disk_when_the_best_checkpoint_goes_into_the_runs_artifacts(capsy
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
     (artifact,) = client.list_artifacts(run.info.run_id, "checkpoints")
     assert artifact.path == "checkpoints/best.ckpt" and artifact.file_size == (folder / "best.ckpt").stat().st_size
+
+
+# -- resuming: a refusal leaves the run as it was -------------------------------------------------
+def test_resuming_a_killed_run_whose_last_ckpt_is_truncated_leaves_it_killed(capsys, client, tracking_store):
+    """The run is reopened only once nothing can refuse the resume: a truncated checkpoint or a bad
+    Trainer flag found later used to leave it RUNNING."""
+    first = run_main(capsys, *FIT, "--experiment", "killed", "--trainer.max_epochs", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run,) = runs_of(client, "killed")
+    run_id = run.info.run_id
+    client.set_tag(run_id, "failure_reason", SIGTERM_REASON)
+    client.set_terminated(run_id, "KILLED")  # as a SIGTERM leaves it
+    last = store_dir(tracking_store) / "checkpoints" / run_id / "last.ckpt"
+
+    def still_killed() -> None:
+        run = client.get_run(run_id)
+        assert (run.info.status, run.data.tags.get("failure_reason")) == ("KILLED", SIGTERM_REASON)
+
+    bad_flag = run_main(capsys, *FIT, "--experiment", "killed", "--resume", run_id, "--trainer.accelerator", "cpu",
+                        "--trainer.devices", str((os.cpu_count() or 1) + 1))
+    assert_clean_error(bad_flag, "--trainer.devices")
+    still_killed()
+
+    last.write_bytes(last.read_bytes()[:2000])
+    truncated = run_main(capsys, *FIT, "--experiment", "killed", "--resume", run_id)
+    assert_clean_error(truncated, f"{last} is not a readable checkpoint")
+    still_killed()
+
+
+def test_resume_needs_the_mlflow_run_it_continues(capsys, client):
+    result = run_main(capsys, *FIT, "--resume", "0" * 32, "--trainer.logger", "false")
+    assert_clean_error(result, "--resume", "--trainer.logger false")
 
 
 # -- the writer itself ---------------------------------------------------------------------------

@@ -40,10 +40,11 @@ from lit_nn.tracking.callbacks import (
 )
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
 from lit_nn.tracking.interrupts import StopOnSigterm
+from lit_nn.tracking.lifecycle import reopen_run
 from lit_nn.tracking.logger import MLflowTracker
 from lit_nn.tracking.model_export import ModelExport, check_register_name
 from lit_nn.tracking.outage import server_down
-from lit_nn.tracking.resume import find_run_to_resume, reopen_for_resume
+from lit_nn.tracking.resume import checkpoint_to_resume, find_run_to_resume
 from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 from lit_nn.tracking.views import where_to_open
 
@@ -171,20 +172,29 @@ class LitNNCLI(LightningCLI):
         trainer_config["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
         trainer_config["plugins"] = with_atomic_checkpoints(trainer_config.get("plugins"), tracker)
         try:
-            return super().instantiate_trainer(**trainer_config)
+            trainer = super().instantiate_trainer(**trainer_config)
         except (MisconfigurationException, ValueError) as err:  # Trainer's own argument checks
             raise UserError(f"invalid Trainer setting: {err}") from None
+        if resume_id is not None:  # nothing left to refuse the resume: only now is the run RUNNING again
+            reopen_run(tracking_client(uri), resume_id)
+        return trainer
 
     def _resume(self) -> str | None:
-        """For ``--resume RUN_ID`` / ``--ckpt_path last``: reopen the run, point fit at its last.ckpt."""
+        """For ``--resume RUN_ID`` / ``--ckpt_path last``: find the run, check that its last.ckpt loads and
+        fits the model, point fit at it. :meth:`instantiate_trainer` reopens the run once the Trainer is
+        built, so a refusal (a truncated checkpoint, a bad Trainer flag) leaves the run as it was."""
         settings = self._settings()
         if not settings.resume and settings.ckpt_path != "last":
             return None
+        if self.config_init[self.subcommand].get("trainer", {}).get("logger") is False:
+            option = f"--resume {settings.resume}" if settings.resume else "--ckpt_path last"
+            raise UserError(f"{option} continues an MLflow run, and --trainer.logger false records none; "
+                            "drop --trainer.logger false")
         client = tracking_client()
         experiment = client.get_experiment_by_name(settings.experiment)
         run = find_run_to_resume(client, experiment.experiment_id if experiment else None, settings.experiment,
                                  settings.run_name or self._default_run_name(), settings.resume)
-        last = reopen_for_resume(client, run)
+        last = checkpoint_to_resume(client, run)
         check_checkpoint_matches(last, self.model)
         self.config_init[self.subcommand].ckpt_path = str(last)
         print(f"resuming run {run.info.run_id} from {last}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Tag
-from lit_nn.tracking.lifecycle import RunStatus, reopen_run
+from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.liveness import reap_dead_runs, run_process_alive
 from lit_nn.tracking.store import checkpoint_root
 
@@ -40,8 +40,11 @@ def find_run_to_resume(client: Any, experiment_id: str | None, experiment: str, 
                     f"{experiment!r}; use --resume RUN_ID, or start a new run without --ckpt_path last")
 
 
-def reopen_for_resume(client: Any, run: Any) -> Path:
-    """Mark ``run`` RUNNING again (reaping it first if its process died); return its last.ckpt."""
+def checkpoint_to_resume(client: Any, run: Any) -> Path:
+    """The last.ckpt to continue ``run`` from (reaping the run first if its process died), fetched
+    from its artifacts if need be. The run is not reopened here: the caller does that once nothing
+    else can refuse the resume (:func:`~lit_nn.tracking.lifecycle.reopen_run`), so that a refusal
+    leaves it as it was, not RUNNING."""
     run_id = run.info.run_id
     if run.info.status == RunStatus.FINISHED:
         raise UserError(f"run {run_id} already FINISHED; start a new run instead of resuming it")
@@ -53,7 +56,6 @@ def reopen_for_resume(client: Any, run: Any) -> Path:
     last = checkpoint_root() / run_id / "last.ckpt"
     if not last.is_file():
         fetch_last_checkpoint(client, run_id, last)
-    reopen_run(client, run_id)
     return last
 
 
