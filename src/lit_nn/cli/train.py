@@ -39,11 +39,11 @@ from lit_nn.tracking.callbacks import (
     find_tracker,
 )
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
+from lit_nn.tracking.faults import store_fault
 from lit_nn.tracking.interrupts import StopOnSigterm
 from lit_nn.tracking.lifecycle import reopen_run
 from lit_nn.tracking.logger import MLflowTracker
 from lit_nn.tracking.model_export import ModelExport, check_register_name
-from lit_nn.tracking.outage import server_down
 from lit_nn.tracking.resume import checkpoint_to_resume, find_run_to_resume
 from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 from lit_nn.tracking.views import where_to_open
@@ -203,7 +203,7 @@ class LitNNCLI(LightningCLI):
     # -- the command ------------------------------------------------------------------
     def fit(self, model: Any, **kwargs: Any) -> None:
         """``trainer.fit``; a tracking server that stopped answering ends it in one sentence."""
-        with server_outage_as_error(self.trainer):
+        with store_fault_as_error(self.trainer):
             try:
                 self.trainer.fit(model, **kwargs)
             except MisconfigurationException as err:  # Lightning's check of a resumed run's epochs
@@ -219,7 +219,7 @@ class LitNNCLI(LightningCLI):
     def after_fit(self) -> None:
         has_test = not isinstance(self.datamodule, LitDataModule) or self.datamodule.has_test_split
         if self._settings().test_after_fit and not self.trainer.interrupted and has_test:
-            with server_outage_as_error(self.trainer):
+            with store_fault_as_error(self.trainer):
                 self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
         describe_finish(self.trainer)
 
@@ -253,11 +253,11 @@ class LitNNCLI(LightningCLI):
 
 
 @contextmanager
-def server_outage_as_error(trainer: Any) -> Iterator[None]:
-    """A fit (or its test) that MLflow gave up on because the tracking server did not answer for
-    the whole retry window (:mod:`lit_nn.tracking.outage`) ends in one sentence, saying where the
-    run's last checkpoint is and how to resume it, instead of a traceback of MLflow's and urllib3's
-    errors. Any other error passes through unchanged."""
+def store_fault_as_error(trainer: Any) -> Iterator[None]:
+    """A fit (or its test) that the tracking store failed under (a server that did not answer for
+    the whole retry window, a read-only, locked or full SQLite file, an unreachable database:
+    :mod:`lit_nn.tracking.faults`) ends in one sentence, saying where the run's last checkpoint is
+    and how to resume it, instead of a traceback. Any other error passes through unchanged."""
     try:
         yield
     except Exception as err:
@@ -267,10 +267,10 @@ def server_outage_as_error(trainer: Any) -> Iterator[None]:
         ckpt = trainer.checkpoint_callback
         last = (Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
                 if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath else None)
-        down = server_down(err, tracker.tracking_uri, tracker.started_run_id, last)
-        if down is None:
+        fault = store_fault(err, tracker.tracking_uri, tracker.started_run_id, last)
+        if fault is None:
             raise
-        raise down from None
+        raise fault from None
 
 
 def with_atomic_checkpoints(plugins: Any, tracker: MLflowTracker | None) -> list[Any]:
