@@ -173,3 +173,9 @@ def test_sweep_refuses_a_zero_gpu_count_before_any_run(capsys, client):
     assert result.returncode != 0
     assert "error: --gpus_per_point must be > 0, got 0" in result.stderr
     assert client.get_experiment_by_name("mnist") is None
+
+
+def test_no_more_worker_processes_start_than_there_are_points(tmp_path: Path):
+    """--workers 10000 on 3 points once started 10000 processes and trained nothing."""
+    workers, results = run_fake_pool(tmp_path, [["a"], ["b"], ["c"]], 50, None)
+    assert len(workers) == 3 and len(results) == 3

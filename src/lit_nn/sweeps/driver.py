@@ -186,7 +186,9 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     mode = "a fresh process per point" if own_process else "in-process workers"
     print(_header(spec, points, extra))
     how = (f"one Ray task per point on {options.address or 'a local Ray instance'}" if on_ray else
-           f"{min(options.workers, max(len(todo), 1))} worker(s) × "
+           f"{min(options.workers, max(len(todo), 1))} worker(s)"
+           + (f" (--workers {options.workers}: one per point to run)" if options.workers > max(len(todo), 1) else "")
+           + " × "
            f"{threads or os.environ.get('OMP_NUM_THREADS')} thread(s), {mode}")
     print(f"  {len(todo)} to run, {sum(d.action == 'done' for d in decisions)} already FINISHED "
           f"(points another sweep holds are skipped); {how}; logs in {out_dir / 'logs'}", flush=True)

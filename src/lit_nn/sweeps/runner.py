@@ -180,7 +180,8 @@ def run_jobs(jobs: list[Job], workers: int, settle: Callable[[Job, dict[str, Any
 
     try:
         while pending or any(w.job for w in pool):
-            while pending and len(pool) < workers:
+            # a worker per job waiting for one, at most ``workers``: never more processes than points
+            while len(pending) > sum(w.job is None for w in pool) and len(pool) < workers:
                 worker = start_worker()
                 pool.append(worker)
                 selector.register(worker.stdout, selectors.EVENT_READ, worker)
