@@ -222,3 +222,21 @@ def test_embedded_sample_is_balanced():
     images, labels = embedded_mnist_sample()
     assert images.shape == (5000, 28, 28) and images.dtype == torch.uint8
     assert torch.bincount(labels).tolist() == [500] * 10
+
+
+@pytest.mark.parametrize("ink", [0, 255])
+def test_a_digit_on_a_transparent_background_is_read_like_one_on_paper(tmp_path, ink):
+    """A black (or white) stroke on a transparent PNG: its colour channels alone are one colour."""
+    from PIL import Image
+
+    from lit_nn.data.image_files import load_digit
+
+    rgba = np.zeros((40, 40, 4), dtype=np.uint8)
+    rgba[..., :3] = ink  # the same colour everywhere: only the alpha channel draws the stroke
+    rgba[8:32, 18:22, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "seven.png")
+    paper = np.full((40, 40), 255 - ink, dtype=np.uint8)
+    paper[8:32, 18:22] = ink
+    Image.fromarray(paper).save(tmp_path / "paper.png")
+    digit = load_digit(tmp_path / "seven.png")
+    assert digit.max() == 255 and torch.equal(digit, load_digit(tmp_path / "paper.png"))

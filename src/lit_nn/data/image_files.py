@@ -9,6 +9,7 @@ pixels; centred by mass in 28×28; then normalized with the training set's mean 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ def load_digit(path: str | Path) -> torch.Tensor:
     path = require_file(path, "image", "an image file (PNG, JPEG...)")
     try:
         with Image.open(path) as image:
-            gray = np.asarray(image.convert("L"), dtype=np.float32)
+            gray = _on_paper(image)
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f"{path} is not an image that can be read ({err})") from None
     background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
@@ -54,6 +55,20 @@ def load_digit(path: str | Path) -> torch.Tensor:
     frame = np.roll(frame, (round(FRAME / 2 - 0.5 - cy), round(FRAME / 2 - 0.5 - cx)), axis=(0, 1))
     frame *= 255.0 / max(frame.max(), 1e-6)
     return torch.from_numpy(frame.round().clip(0, 255).astype(np.uint8))
+
+
+def _on_paper(image: Any) -> np.ndarray:
+    """The image in gray levels, a transparent background laid on paper that contrasts with the ink:
+    a black digit on a transparent PNG becomes black on white (``convert("L")`` alone drops the
+    alpha channel and leaves black on black: blank)."""
+    if image.mode not in ("RGBA", "LA", "PA") and not (image.mode == "P" and "transparency" in image.info):
+        return np.asarray(image.convert("L"), dtype=np.float32)
+    rgba = image.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    gray = np.asarray(rgba.convert("L"), dtype=np.float32)
+    ink = gray[alpha > 0.5]
+    paper = 255.0 if ink.size and ink.mean() < 128 else 0.0
+    return gray * alpha + paper * (1.0 - alpha)
 
 
 class ImageFilesDataModule(LitDataModule):
