@@ -59,7 +59,8 @@ def team_server(folder: Path, *args: str, env: dict | None = None, port: int | N
         PRINTED[folder.resolve()] = list(lines)
         yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        if proc.poll() is None:  # one that failed to start has said why: keep that, not a ProcessLookupError
+            os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
         lines.append(out)
     assert proc.returncode == 0, "".join(lines)[-3000:]
