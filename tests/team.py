@@ -49,13 +49,14 @@ def team_server(folder: Path, *args: str, env: dict | None = None, port: int | N
     proc = subprocess.Popen([sys.executable, "-m", "lit_nn", "server", "--folder", str(folder), "--port", str(port),
                              *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})}, start_new_session=True)
-    lines = []
+    lines, ready = [], False
     try:
         for line in proc.stdout:  # the server says when it is ready; no sleeping
             lines.append(line)
             if line.startswith("use it with:"):
+                ready = True
                 break
-        assert proc.poll() is None, "".join(lines)
+        assert ready and proc.poll() is None, "".join(lines)  # not ready: its stdout ended, exiting
         PRINTED[folder.resolve()] = list(lines)
         yield f"http://127.0.0.1:{port}"
     finally:
