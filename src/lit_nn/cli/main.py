@@ -18,6 +18,7 @@ from typing import Any
 
 from lit_nn.core.errors import UserError
 from lit_nn.core.signals import SIGTERM_EXIT, is_sigterm, sigterm_handled
+from lit_nn.core.streams import final_status, guard_standard_streams
 
 TRAINER_COMMANDS = {
     "fit": "train a model, then evaluate it on the test set",
@@ -25,6 +26,14 @@ TRAINER_COMMANDS = {
     "test": "evaluate a checkpoint on the test split",
     "predict": "classify the test split or your own images (--images), with a table and a CSV",
 }
+# commands whose product is an MLflow run (or a service), not their output: a broken stdout does not
+# stop them (lit_nn.core.streams)
+WORK_COMMANDS = {*TRAINER_COMMANDS, "sweep", "lab", "server"}
+
+
+def works_past_closed_output(argv: list[str]) -> bool:
+    """Whether the command line keeps working when its stdout breaks: a run's command, not its help."""
+    return bool(argv) and argv[0] in WORK_COMMANDS and not {"-h", "--help"} & set(argv)
 
 
 def _print_overview() -> None:
@@ -198,10 +207,11 @@ def _end_process() -> None:
     logging.shutdown()  # its handler was registered before this one (lit-nn imports logging first)
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
-        except (OSError, ValueError):
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError, SystemExit):  # SystemExit: a broken pipe found by this last flush
             pass
-    os._exit(_exit_status)
+    os._exit(final_status(_exit_status))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,13 +219,16 @@ def main(argv: list[str] | None = None) -> None:
 
     Called with ``argv`` (tests, notebooks) it returns or raises SystemExit as usual; as the
     console script it exits with the command's status through a normal exit, whose last step
-    (:func:`_end_process`) skips the interpreter's finalization.
+    (:func:`_end_process`) skips the interpreter's finalization. As the console script, a closed
+    or broken stdout ends it as it ends a Unix tool (:mod:`lit_nn.core.streams`): quietly, with
+    status 141 where the output was the product, or after the work where a run is.
     """
     global _exit_status
     if argv is not None:
         dispatch(list(argv))
         return
     skip_finalization_at_exit()
+    guard_standard_streams(keep_working=works_past_closed_output(sys.argv[1:]))
     code = 0
     try:
         dispatch(sys.argv[1:])
