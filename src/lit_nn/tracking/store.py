@@ -12,13 +12,13 @@ import importlib.util
 import os
 import socket
 import subprocess
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Tag
+from lit_nn.core.writable import check_writable
 
 DEFAULT_STORE = Path("mlruns")
 SQLITE_PREFIX = "sqlite:///"
@@ -158,15 +158,8 @@ def prepare_store(uri: str | None = None) -> str:
     check_uri(uri)
     store = local_store_dir(uri)
     if store is not None:
-        try:
-            store.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=store, prefix=".write-test-"):
-                pass  # a probe of this process's own: concurrent processes never remove each other's
-        except OSError as err:
-            raise UserError(
-                f"cannot write the MLflow store in {store} ({err.strerror}); "
-                "make it writable or set MLFLOW_TRACKING_URI to another store"
-            ) from None
+        check_writable(store, "the MLflow store in", "make it writable or set MLFLOW_TRACKING_URI to another store",
+                       create=True)
         db = Path(uri[len(SQLITE_PREFIX):].split("?", 1)[0])
         if db.is_file() and db.stat().st_size and db.read_bytes()[:16] != SQLITE_MAGIC:
             raise UserError(f"{db} is not an SQLite database, so it cannot be the MLflow store; move it away "
