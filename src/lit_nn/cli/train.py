@@ -44,6 +44,7 @@ from lit_nn.tracking.interrupts import StopOnSigterm
 from lit_nn.tracking.lifecycle import reopen_run
 from lit_nn.tracking.logger import MLflowTracker
 from lit_nn.tracking.model_export import ModelExport, check_register_name
+from lit_nn.tracking.outputs import check_trainer_outputs
 from lit_nn.tracking.resume import checkpoint_to_resume, find_run_to_resume
 from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 from lit_nn.tracking.views import where_to_open
@@ -139,6 +140,7 @@ class LitNNCLI(LightningCLI):
         if settings.get("images") and self.subcommand != "predict":
             raise UserError(f"--images is an option of lit-nn predict, not of lit-nn {self.subcommand}")
         trainer_config = {**self.config_init[self.subcommand].get("trainer", {}), **kwargs}
+        check_trainer_outputs(self.subcommand, settings.experiment, trainer_config)  # before any run or work
         # lit-nn's, StopOnSigterm first (a SIGTERM stops the stage before the others' end hooks); Lightning's
         # instantiate_trainer adds the config's callback keys
         callbacks: list[Callback] = [StopOnSigterm()]

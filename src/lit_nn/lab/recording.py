@@ -19,6 +19,7 @@ import torch
 
 from lit_nn.core.names import Tag
 from lit_nn.tracking.lifecycle import tracked_run
+from lit_nn.tracking.outputs import check_run_outputs
 from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
 
 EXPERIMENT = "lab"
@@ -97,8 +98,9 @@ def lab_run(lab: str, params: Mapping[str, Any] | None = None, threads: int = 1)
     Inside, torch and BLAS use ``threads`` threads (see :func:`limited_threads`).
     """
     uri = prepare_store()
-    experiment_id = ensure_experiment(EXPERIMENT, uri)
     client = tracking_client(uri)
+    check_run_outputs(client, EXPERIMENT)  # its figures and summary: before the run, and before the lab's work
+    experiment_id = ensure_experiment(EXPERIMENT, uri)
     with tracked_run(client, experiment_id, lab, {Tag.LAB: lab}) as run:
         record = LabRun(client, run.run_id)
         record.log_params(params or {})

@@ -183,6 +183,7 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
         names = [e.name for e in client.search_experiments()]
         raise unknown_choice("experiment", exp_name, names or ["(none yet)"])
     exp_id = found.experiment_id
+    check_compare_outputs(client, out or REPORTS / (name or exp_name), exp_name if name is not None else None)
 
     if name is None:
         runs, notes = collect_runs(client, exp_id, group_by)
@@ -206,6 +207,18 @@ def compare(sweep: str | None = None, experiment: str | None = None, group_by: s
         return report_tuned_sweep(client, sweep, out)
     order = sweep_order(spec) if spec and group_by == spec.group_by else None
     return report_sweep(client, sweep, group_by, order, out)
+
+
+def check_compare_outputs(client: Any, out: Path, sweep_experiment: str | None) -> None:
+    """The report folder, and for a sweep the artifact folder its parent run gets the report in,
+    tried before any run is read."""
+    from lit_nn.core.writable import check_writable
+    from lit_nn.tracking.outputs import check_run_outputs
+
+    check_writable(out, "the report folder", "give --out FOLDER in a folder you can write, or run lit-nn compare "
+                   "from one")
+    if sweep_experiment is not None:
+        check_run_outputs(client, sweep_experiment)
 
 
 def tuning_summary(runs: Sequence[RunData], spec: SweepSpec) -> list[ArmTuning]:

@@ -166,6 +166,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     out_dir = options.out or REPORTS / spec.name
     uri = prepare_store()
     storage = storage_url(spec.tune, uri, spec.name) if spec.tune is not None else None  # before any write
+    check_sweep_outputs(spec, out_dir, tracking_client(uri), storage)
     sweep = Sweep.of(spec, ensure_experiment(spec.experiment, uri))  # creates and migrates the store before workers
     client = tracking_client(uri)
     if spec.tune is not None and storage is not None:
@@ -244,6 +245,20 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
     if report is not None and report.ui:
         print(report.ui)
     return 1 if failed else 0
+
+
+def check_sweep_outputs(spec: SweepSpec, out_dir: Path, client: Any, storage: str | None) -> None:
+    """Every folder the sweep will write, tried before its experiment, its parent run or any point
+    exists: the points' logs and the report, the runs' artifacts and checkpoints, the Optuna journal."""
+    from lit_nn.core.writable import check_writable
+    from lit_nn.sweeps.study import JOURNAL
+    from lit_nn.tracking.outputs import STORE_REMEDY, check_run_outputs
+
+    check_writable(out_dir, "the sweep's folder for its logs and report",
+                   "give --out FOLDER in a folder you can write, or start the sweep from one")
+    check_run_outputs(client, spec.experiment, checkpoints=True)
+    if storage is not None and storage.startswith(JOURNAL):
+        check_writable(Path(storage[len(JOURNAL):]).parent, "the folder of the sweep's Optuna studies", STORE_REMEDY)
 
 
 def _confirm_phase(client: Any, sweep: Sweep, extra: list[str], options: SweepOptions
