@@ -152,3 +152,35 @@ def test_attached_trainer_is_the_trainer_or_none_outside_one():
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     model.trainer = trainer  # what Trainer.fit does first
     assert attached_trainer(model) is trainer
+
+
+def test_identity_mlp_is_one_linear_map_however_deep():
+    """Without an activation, W4(W3(W2(W1 x + b1) + b2) + b3) + b4 is (W4 W3 W2 W1) x + b: the
+    learning path's linear-network step rests on this (book §3.2.6)."""
+    torch.manual_seed(0)
+    model = MLP(depth=3, hidden=16, activation="identity").double()
+    linears = [m for m in model.net if isinstance(m, nn.Linear)]
+    weight, bias = torch.eye(784, dtype=torch.float64), torch.zeros(784, dtype=torch.float64)
+    for layer in linears:
+        weight, bias = layer.weight @ weight, layer.weight @ bias + layer.bias
+    x = torch.randn(7, 1, 28, 28, dtype=torch.float64)
+    assert weight.shape == (10, 784)  # softmax regression's one matrix
+    torch.testing.assert_close(model(x), x.flatten(1) @ weight.T + bias)
+    relu = MLP(depth=3, hidden=16, activation="relu").double()
+    relu.load_state_dict(model.state_dict())
+    assert not torch.allclose(relu(x), model(x))  # ReLU breaks the product apart
+
+
+def test_every_list_of_activations_shown_to_users_names_them_all():
+    """ACTIVATIONS is the one list; the MLP's --help (its docstring), mnist_mlp.yaml's comment and the
+    README's options table repeat it for readers, and must not fall behind."""
+    from helpers import REPO
+
+    docstring = MLP.__doc__.split("activation:")[1].split("dropout:")[0]
+    config_line = next(line for line in (REPO / "experiments" / "mnist_mlp.yaml").read_text().splitlines()
+                       if line.strip().startswith("activation:"))
+    readme_row = next(line for line in (REPO / "README.md").read_text().splitlines()
+                      if line.startswith("| model | "))
+    for name in ACTIVATIONS:
+        for where, text in (("MLP docstring", docstring), ("mnist_mlp.yaml", config_line), ("README", readme_row)):
+            assert re.search(rf"\b{name}\b", text), f"{where} does not name activation {name}"

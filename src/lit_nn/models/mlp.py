@@ -9,6 +9,10 @@ from torch import nn
 from lit_nn.core.errors import UserError, check_fraction, check_positive, unknown_choice
 from lit_nn.models.base import Classifier
 
+# The one list of the MLP's activations (--model.init_args.activation NAME); the docstring below,
+# the configs' comments and the README name the same ones (tests/models/test_models.py checks).
+# identity is no activation at all: the hidden layers stay linear, so the whole network is one
+# linear map however deep it is (the learning path's linear-network step shows what that costs).
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
@@ -16,6 +20,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "selu": nn.SELU,
     "gelu": nn.GELU,
+    "identity": nn.Identity,
 }
 
 
@@ -49,7 +54,8 @@ class MLP(Classifier):
         depth: number of hidden layers; 0 is softmax regression (one linear layer). Default: 2 with
             one width, the number of widths with a list.
         hidden: width of every hidden layer, or one width per layer (``[128, 64]``: 784 → 128 → 64 → 10).
-        activation: sigmoid, tanh, relu, leaky_relu, selu or gelu.
+        activation: sigmoid, tanh, relu, leaky_relu, selu, gelu, or identity (none: the network
+            stays one linear map, no more expressive than depth 0 however deep).
         dropout: dropout probability after each hidden activation (0 disables it).
         input_size: flattened input size (28*28 for MNIST).
         num_classes: number of output classes.
