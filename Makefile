@@ -7,7 +7,7 @@ WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
 .PHONY: help install train train-rnn test test-kernels test-slow test-gpu lint ui server lab figures bench \
         compare-optimizers compare-depth compare-activations compare-models compare-rnn-cells clean \
-        compare-optimizers-tuned compare-depth-tuned compare-activations-tuned
+        compare-optimizers-tuned compare-depth-tuned compare-activations-tuned compare-linear
 
 help:                     ## this list: every target and what it does
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1|/' | awk -F'|' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ compare-depth: install    ## MLP depth 0-3
 
 compare-activations: install  ## sigmoid, tanh, relu, leaky_relu, selu, gelu
 	$(BIN)/lit-nn sweep experiments/compare_activations.yaml --workers $(WORKERS) $(ARGS)
+
+compare-linear: install   ## softmax regression vs a depth-3 MLP without activation (identity) vs with ReLU
+	$(BIN)/lit-nn sweep experiments/compare_linear.yaml --workers $(WORKERS) $(ARGS)
 
 compare-optimizers-tuned: install  ## the seven optimizers, each tuned with the same budget, then a verdict on 5 fresh seeds (~15 min)
 	$(BIN)/lit-nn sweep experiments/compare_optimizers_tuned.yaml --workers $(WORKERS) $(ARGS)

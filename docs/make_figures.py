@@ -10,6 +10,7 @@ are copied from the runs' artifacts and the report folders as palette PNGs under
     python docs/make_figures.py                  # into docs/figures/ (make figures)
     python docs/make_figures.py --out /tmp/figs  # anywhere else
     python docs/make_figures.py --quick          # tiny budgets: checks that every figure is made
+    python docs/make_figures.py --only compare_linear_curves.png   # only the commands of these figures
 """
 
 from __future__ import annotations
@@ -46,9 +47,15 @@ STEPS: list[tuple[list[str], list[str], list[tuple[str, str]]]] = [
     (["lab", "trajectories"], ["--steps", "10"],
      [(LAB + "trajectories_round.png", "trajectories_round.png"),
       (LAB + "trajectories_stretched.png", "trajectories_stretched.png")]),
+    (["lab", "trajectories", "--functions", "round", "--optimizers", "sgd", "momentum", "adam", "--lr", "1.05",
+      "--steps", "30"], ["--steps", "10"],
+     [(LAB + "distance_per_step.png", "trajectories_lr_too_large.png")]),
     (["sweep", "{repo}/experiments/compare_depth.yaml", "--workers", "2", "--trainer.max_epochs", "3",
       "--trainer.limit_train_batches", "20"], ["--trainer.max_epochs", "1", *TINY_FIT],
      [("reports/compare_depth/curves.png", "compare_depth_curves.png")]),
+    (["sweep", "{repo}/experiments/compare_linear.yaml", "--workers", "2"],  # the full sweep: ~1 min of MLPs
+     ["--trainer.max_epochs", "1", *TINY_FIT],
+     [("reports/compare_linear/curves.png", "compare_linear_curves.png")]),
     (["fit", "-c", "{repo}/experiments/mnist_cnn.yaml", "--trainer.max_epochs", "1"], TINY_FIT,
      [("artifacts/mnist/*/artifacts/confusion_matrix.png", "cnn_confusion_matrix.png")]),
     (["fit", "-c", "{repo}/experiments/char_rnn.yaml", "--trainer.max_epochs", "3",
@@ -62,6 +69,25 @@ STEPS: list[tuple[list[str], list[str], list[tuple[str, str]]]] = [
 def figure_names() -> list[str]:
     """Every file this script writes into the figures folder."""
     return [name for *_, figures in STEPS for _, name in figures]
+
+
+def selected_steps(only: list[str] | None) -> list[int]:
+    """The indices of STEPS to run: all, or those making a figure in ``only``, each with the
+    figure-less steps just before it (a fit whose runs the next step's ``compare`` draws)."""
+    if not only:
+        return list(range(len(STEPS)))
+    unknown = sorted(set(only) - set(figure_names()))
+    if unknown:
+        raise SystemExit(f"--only: no figure named {', '.join(unknown)}; the figures: {', '.join(figure_names())}")
+    chosen: set[int] = set()
+    for index, (_, _, figures) in enumerate(STEPS):
+        if any(name in only for _, name in figures):
+            chosen.add(index)
+            before = index - 1
+            while before >= 0 and not STEPS[before][2]:
+                chosen.add(before)
+                before -= 1
+    return sorted(chosen)
 
 
 def shrink(source: Path, target: Path) -> None:
@@ -100,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "figures", help="folder for the PNGs")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (for tests): every figure, in ~1 min")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway store and print where it is")
+    parser.add_argument("--only", nargs="+", metavar="FIGURE", help="make only these figures (file names)")
     args = parser.parse_args(argv)
+    steps = [STEPS[index] for index in selected_steps(args.only)]
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="lit-nn-figures-"))
@@ -109,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     start, home = time.perf_counter(), Path.cwd()
     os.chdir(work)
     try:
-        for command, quick, figures in STEPS:
+        for command, quick, figures in steps:
             line = [arg.format(repo=REPO) for arg in command] + (quick if args.quick else [])
             began = time.perf_counter()
             print(f"$ lit-nn {' '.join(line).replace(f'{REPO}/', '')}", flush=True)
@@ -124,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"throwaway store kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"{len(figure_names())} figures in {out} in {time.perf_counter() - start:.0f} s")
+    made = sum(len(figures) for *_, figures in steps)
+    print(f"{made} figures in {out} in {time.perf_counter() - start:.0f} s")
     return 0
 
 
