@@ -132,8 +132,9 @@ def quiet_libraries() -> None:
     """Keep library chatter out of a command's output (none of these loggers imports its library)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropBanners())
     # "Creating initial MLflow database tables...": the first run in a fresh store is no news
-    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    # its errors are logged with their traceback and then raised: lit_nn.tracking.faults words them
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one file: no bar
     # "🏃 View run ... at: URL" after the result on a tracking server: lit-nn's last line says where
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -173,17 +174,31 @@ def _dispatch(argv: list[str]) -> None:
             raise unknown_choice("command", command, [*TRAINER_COMMANDS, *COMMANDS])
         run_tool(command, argv[1:])
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except Exception as err:  # MLflow gave up on a tracking server that stopped answering: one sentence too
-        from lit_nn.tracking.outage import server_down
+        _fail(err)
+    except Exception as err:  # a tracking store that failed under the command: one sentence too
+        from lit_nn.tracking.faults import store_fault
+        from lit_nn.tracking.lifecycle import RunStatus, end_open_runs, failure_reason
         from lit_nn.tracking.store import resolve_tracking_uri
 
-        down = server_down(err, resolve_tracking_uri())
-        if down is None:
+        fault = store_fault(err, resolve_tracking_uri())
+        if fault is None:
+            end_open_runs(RunStatus.FAILED, failure_reason(err))
             raise
-        print(f"error: {down}", file=sys.stderr)
-        sys.exit(down.exit_code)
+        _fail(fault)
+
+
+def _fail(err: UserError) -> None:
+    """Print the sentence and exit with its status, after ending the runs the command left RUNNING
+    (FAILED with the sentence; a store that refuses even that is said in the same sentence)."""
+    from lit_nn.tracking.lifecycle import RunStatus, end_open_runs
+
+    left = end_open_runs(RunStatus.FAILED, str(err))
+    sentence = str(err)
+    if left:
+        sentence += (f"; run {', '.join(left)} is left RUNNING (the store could not record its end): "
+                     "`lit-nn runs --cleanup` ends it once the store works")
+    print(f"error: {sentence}", file=sys.stderr)
+    sys.exit(err.exit_code)
 
 
 _exit_status = 0
