@@ -165,9 +165,6 @@ class CharRNN(LitModel):
     def vocab(self) -> str:
         return self.hparams.vocab or ""
 
-    def chance_loss(self) -> float | None:
-        return math.log(len(self.vocab)) if len(self.vocab) > 1 else None
-
     def setup(self, stage: str) -> None:
         trainer = attached_trainer(self)
         datamodule = trainer.datamodule if trainer is not None else None
