@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from lit_nn.core.errors import UserError
+
 from helpers import assert_clean_error, free_port, run_cli, run_main
 
 QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
@@ -74,12 +76,23 @@ def test_a_web_server_that_is_not_mlflow_is_one_sentence(monkeypatch, capsys):
 
 
 def test_a_postgresql_store_nobody_listens_on_fails_at_once_without_its_password(monkeypatch):
+    pytest.importorskip("psycopg", reason="needs psycopg 3: pip install 'lit-nn[postgres]' (CI installs it)")
     port = free_port()
     uri = f"postgresql://lab:s3cret@127.0.0.1:{port}/mlflow"
     result = run_cli("runs", env={"MLFLOW_TRACKING_URI": uri}, timeout=60)  # MLflow alone retries ~100 s
     assert_clean_error(result, f"127.0.0.1:{port}/mlflow is not reachable (connection refused)")
     assert "s3cret" not in result.stderr and "***" in result.stderr
     assert "retried" not in result.stderr  # MLflow's own retry notices are not shown
+
+
+def test_a_postgresql_store_without_its_driver_is_named_without_its_password(monkeypatch):
+    from lit_nn.tracking import store
+
+    monkeypatch.setattr(store.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError) as error:
+        store.check_uri("postgresql+psycopg://lab:s3cret@127.0.0.1:5/mlflow")
+    assert "s3cret" not in str(error.value) and "lab:***@127.0.0.1:5/mlflow" in str(error.value)
+    assert "pip install 'lit-nn[postgres]'" in str(error.value)
 
 
 def _immutable(path: Path) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Tag
 from lit_nn.core.writable import check_writable
+from lit_nn.tracking.faults import shown_uri
 
 DEFAULT_STORE = Path("mlruns")
 SQLITE_PREFIX = "sqlite:///"
@@ -53,12 +54,12 @@ def check_uri(uri: str) -> None:
     base = scheme.split("+", 1)[0]
     if base not in DATABASE_SCHEMES + SERVER_SCHEMES:
         valid = ", ".join(f"{s}://" for s in DATABASE_SCHEMES + SERVER_SCHEMES)
-        raise UserError(f"MLFLOW_TRACKING_URI {uri!r} has an unknown scheme {scheme or '(none)'!r}; "
+        raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(uri)!r} has an unknown scheme {scheme or '(none)'!r}; "
                         f"valid: {valid} (unset it for the local store mlruns/)")
     if base == "postgresql":
         driver = scheme.split("+", 1)[1] if "+" in scheme else "psycopg"
         if importlib.util.find_spec(driver) is None:
-            raise UserError(f"MLFLOW_TRACKING_URI {uri!r} needs the PostgreSQL driver {driver}, which is not "
+            raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(uri)!r} needs the PostgreSQL driver {driver}, which is not "
                             "installed; install it with: pip install 'lit-nn[postgres]'")
     if base == "postgresql":
         check_database(uri)
