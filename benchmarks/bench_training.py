@@ -103,15 +103,16 @@ def terminal_console() -> dict[str, Any]:
 
 def trainer_fit(model: L.LightningModule, datamodule: L.LightningDataModule, epochs: int, *,
                 progress_bar: bool | L.Callback, validate: bool = False, logger: Any = None,
-                callbacks: list[L.Callback] | None = None) -> FitResult:
+                callbacks: list[L.Callback] | None = None, clock: Callable[[], float] = time.perf_counter) -> FitResult:
     """One ``Trainer.fit`` configured as ``lit-nn fit`` configures it (see ``LitNNCLI.instantiate_trainer``).
 
     ``progress_bar``: True for lit-nn's bar, False for none, or another progress-bar callback.
+    ``clock`` times the epochs (:class:`~benchmarks.common.EpochTimer`); the fit is wall time.
     """
     from lit_nn.cli.progress import ProgressBar
     from lit_nn.cli.train import TRAINER_DEFAULTS
 
-    timer = EpochTimer()
+    timer = EpochTimer(clock)
     cbs: list[L.Callback] = [timer, *(callbacks or [])]
     if progress_bar is True:
         cbs.append(ProgressBar(console_kwargs=terminal_console()))  # lit-nn's bar, drawn as on a terminal

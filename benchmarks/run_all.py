@@ -3,7 +3,7 @@
 Parts, in order: training speed (Trainer vs plain loop vs tutorial loop, progress bar, MLflow
 logging), the overhead diagnosis, time-to-accuracy, ``make train`` start to finish, the
 char-RNN when ``benchmarks/bench_char_rnn.py`` provides ``run()``, and tuned sweeps (driver
-overhead per trial, epochs the pruner saves). A part that fails is
+overhead per trial, epochs the pruner saves), and the per-layer dynamics' cost. A part that fails is
 reported in the file and makes the exit status 1; the others still run.
 
 ``--quick`` runs everything on tiny sizes to check that it works (a minute or two); its
@@ -24,7 +24,7 @@ from typing import Any
 
 from benchmarks.common import REPO, fmt_s, log, machine_info, markdown_table, set_threads, verdict
 
-PARTS = ("training", "overhead", "accuracy", "startup", "char_rnn", "tuning")
+PARTS = ("training", "overhead", "accuracy", "startup", "char_rnn", "tuning", "dynamics")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,7 +88,14 @@ def _short(value: Any) -> str:
 
 def run_parts(args: argparse.Namespace, threads: int) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """Run the chosen parts; return (results, Markdown sections, errors) by part."""
-    from benchmarks import bench_accuracy, bench_overhead, bench_startup, bench_training, bench_tuning
+    from benchmarks import (
+        bench_accuracy,
+        bench_dynamics,
+        bench_overhead,
+        bench_startup,
+        bench_training,
+        bench_tuning,
+    )
 
     results: dict[str, Any] = {}
     sections: dict[str, str] = {}
@@ -102,6 +109,7 @@ def run_parts(args: argparse.Namespace, threads: int) -> tuple[dict[str, Any], d
         "accuracy": (lambda: bench_accuracy.run(args.quick), bench_accuracy.report),
         "startup": (lambda: bench_startup.run(args.quick, thread_arg), bench_startup.report),
         "tuning": (lambda: bench_tuning.run(args.quick, args.rounds), bench_tuning.report),
+        "dynamics": (lambda: bench_dynamics.run(args.quick, args.rounds), bench_dynamics.report),
     }
     for part in PARTS:
         if part not in chosen:
@@ -184,6 +192,11 @@ def summary(results: dict[str, Any]) -> str:
     if tuning:
         rows.append(["tuned sweep: time per trial / plain sweep point of the same config",
                      f"{tuning['ratio']:.3f}×", "≤ 1.03×", verdict(tuning["ratio"] <= 1.03)])
+    if results.get("dynamics"):
+        from benchmarks.bench_dynamics import TARGET, targets
+
+        for label, ratio, met in targets(results["dynamics"]):
+            rows.append([label, f"{ratio:.3f}× (CPU time)", f"≤ {TARGET:g}×", verdict(met)])
     if not rows:
         return ""
     return "\n".join(["## Targets", "", markdown_table(["what", "measured", "target", "met"], rows)])

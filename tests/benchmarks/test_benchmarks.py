@@ -63,6 +63,21 @@ def test_training_benchmark_runs_on_tiny_data(tmp_path: Path) -> None:
     assert text.startswith("# lit-nn benchmarks") and "QUICK RUN" in text and "## Targets" in text
 
 
+@pytest.mark.slow  # ~40 s: six tiny fits with an MLflow store
+def test_dynamics_benchmark_prices_the_callback_on_tiny_data() -> None:
+    from benchmarks import bench_dynamics, run_all
+
+    result = bench_dynamics.run(quick=True, rounds=1, epochs=2, models=("mlp",), intervals=(1,), n_train=64)
+    assert set(result["variants"]) == {"mlp_off", "mlp_on", "mlp_every1"}
+    assert all(_positive(v["epoch_s"]) for v in result["variants"].values())
+    assert set(result["ratios"]) == {"mlp_on", "mlp_every1"}
+    assert all(_positive(r["value"]) and _positive(r["wall"]) for r in result["ratios"].values())
+    ((label, ratio, met),) = bench_dynamics.targets(result)
+    assert "every 50 steps" in label and ratio == result["ratios"]["mlp_on"]["value"] and met in (True, False)
+    assert "| `mlp_every1` | every 1 |" in bench_dynamics.report(result)
+    assert "per-layer dynamics on" in run_all.summary({"dynamics": result})
+
+
 @pytest.mark.slow
 def test_make_bench_quick_end_to_end(tmp_path: Path) -> None:
     """``python -m benchmarks --quick`` (what ``make bench`` runs, on tiny sizes) writes its files."""

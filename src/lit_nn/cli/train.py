@@ -39,6 +39,8 @@ from lit_nn.tracking.callbacks import (
     find_tracker,
 )
 from lit_nn.tracking.checkpoints import check_checkpoint_matches
+from lit_nn.tracking.dynamics import DEFAULT_EVERY as DYNAMICS_EVERY
+from lit_nn.tracking.dynamics import LayerDynamics
 from lit_nn.tracking.faults import store_fault
 from lit_nn.tracking.interrupts import StopOnSigterm
 from lit_nn.tracking.lifecycle import reopen_run
@@ -103,6 +105,12 @@ class LitNNCLI(LightningCLI):
                                 "--ckpt_path last picks the newest unfinished run of the same name")
         group.add_argument("--test_after_fit", type=bool, default=True,
                            help="evaluate the test set at the end of fit, so every run has test_acc")
+        # watching a network learn (lit_nn.tracking.dynamics)
+        group.add_argument("--dynamics", type=bool, default=True,
+                           help="fit only: per-layer grad_norm/, weight_norm/, update_ratio/, act_mean/, act_std/, "
+                                "dead_frac/ or saturated_frac/ metrics, and per-epoch histogram heatmaps")
+        group.add_argument("--dynamics_every", type=int, default=DYNAMICS_EVERY,
+                           help="record the per-layer dynamics every this many optimizer steps")
         parser.add_argument("--images", type=list[str] | None, default=None,
                             help="predict only: image files (PNG, JPEG...) of digits to classify instead of "
                                  "the test split; any size, dark on light or light on dark")
@@ -157,6 +165,8 @@ class LitNNCLI(LightningCLI):
             callbacks.append(RunRecorder(log_checkpoint=settings.log_checkpoint))
             if self.subcommand == "fit" and settings.log_model:
                 callbacks.append(ModelExport(register=settings.register))
+            if self.subcommand == "fit" and settings.dynamics:
+                callbacks.append(LayerDynamics(every=settings.dynamics_every))
         elif settings.get("register"):
             raise UserError("--register needs the fit's MLflow run, and --trainer.logger false has none")
         if trainer_config.get("enable_progress_bar", True) is not False:

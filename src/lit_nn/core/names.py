@@ -73,6 +73,35 @@ class Tag:
     TRIAL: Final = "trial"  # the trial's budget slot in its arm, 0 .. trials-1
     TUNE_STATE: Final = "tune_state"  # "pruned" when the pruner stopped the run early
     PRUNED_EPOCH: Final = "pruned_epoch"  # the last epoch a pruned run trained
+    # per-layer dynamics (lit_nn.tracking.dynamics): their MLflow step is the optimizer step
+    STEPS_PER_EPOCH: Final = "steps_per_epoch"
+
+
+class Dynamics:
+    """Per-layer metrics of :mod:`lit_nn.tracking.dynamics`: ``<quantity>/<layer>`` (``grad_norm/fc1``),
+    MLflow step = optimizer step; and the run's histogram artifacts."""
+
+    GRAD_NORM: Final = "grad_norm"
+    WEIGHT_NORM: Final = "weight_norm"
+    UPDATE_RATIO: Final = "update_ratio"
+    ACT_MEAN: Final = "act_mean"
+    ACT_STD: Final = "act_std"
+    DEAD_FRAC: Final = "dead_frac"
+    SATURATED_FRAC: Final = "saturated_frac"
+    ARTIFACT_DIR: Final = "dynamics"  # dynamics/histograms.npz, dynamics/<quantity>.png
+    HISTOGRAMS_FILE: Final = "histograms.npz"
+
+    @staticmethod
+    def key(quantity: str, layer: str) -> str:
+        return f"{quantity}/{layer}"
+
+    @staticmethod
+    def split(key: str) -> tuple[str, str] | None:
+        """(quantity, layer) of a dynamics metric key, None for any other metric."""
+        quantity, sep, layer = key.partition("/")
+        known = (Dynamics.GRAD_NORM, Dynamics.WEIGHT_NORM, Dynamics.UPDATE_RATIO, Dynamics.ACT_MEAN,
+                 Dynamics.ACT_STD, Dynamics.DEAD_FRAC, Dynamics.SATURATED_FRAC)
+        return (quantity, layer) if sep and quantity in known else None
 
 
 class Param:
