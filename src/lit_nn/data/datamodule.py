@@ -7,9 +7,30 @@ tagging and reporting code reads declared attributes instead of guessing with ``
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
+
+
+@dataclass(frozen=True)
+class DataInput:
+    """What one split of a run's data was read from, for the run's MLflow dataset records
+    (:mod:`lit_nn.tracking.datasets`).
+
+    Attributes:
+        name: what the data is (``mnist-sample-5k``, ``mnist``, ``fashion-mnist``, ``pydoc-topics``...).
+        files: the files the split's items were read from.
+        selection: which of those files' items the split holds, in words that change when it does
+            (``train of 4,500 (val_size 500, seed 0)``): with the files' bytes, it makes the digest.
+        size: items in the split (images, characters).
+    """
+
+    name: str
+    files: tuple[Path, ...]
+    selection: str
+    size: int
 
 
 class LitDataModule(L.LightningDataModule):
@@ -21,6 +42,7 @@ class LitDataModule(L.LightningDataModule):
         source: where the data came from, in words (set by ``setup``; recorded as ``data_source``).
         classes: names of the classes, in label order, for the confusion matrix; None for
             data without classes.
+        inputs: per split (``train``, ``val``, ``test``) that ``setup`` loaded, what it was read from.
     """
 
     has_test_split: ClassVar[bool] = True
@@ -29,6 +51,7 @@ class LitDataModule(L.LightningDataModule):
         super().__init__()
         self.source: str | None = None
         self.classes: tuple[str, ...] | None = None
+        self.inputs: dict[str, DataInput] = {}
 
     @property
     def dataset_name(self) -> str:

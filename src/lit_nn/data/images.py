@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_nn.core.errors import UserError, check_positive, unknown_choice
-from lit_nn.data.datamodule import LitDataModule
+from lit_nn.data.datamodule import DataInput, LitDataModule
 from lit_nn.data.idx import read_idx
 from lit_nn.data.loaders import TensorBatches
 from lit_nn.data.network import socket_timeout
@@ -177,6 +177,7 @@ class ImageDataModule(LitDataModule):
         self.normalization = normalization(self.spec, normalize)
         self.classes = self.spec.classes
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._files: dict[str, tuple[Path, ...]] = {}  # the files each official split was read from
 
     @property
     def dataset_name(self) -> str:
@@ -207,12 +208,15 @@ class ImageDataModule(LitDataModule):
         folders = self._local_folders()
         for folder in folders:
             if pair := _idx_pair(folder, split):
+                self._files[split] = pair
                 return f"IDX files in {folder}", _read_pair(pair)
         if self.hparams.download:
             folder = self._download()
             if pair := _idx_pair(folder, split):
+                self._files[split] = pair
                 return f"torchvision download into {folder}", _read_pair(pair)
         if self.hparams.dataset == "mnist":
+            self._files[split] = (embedded_sample_file(),)
             return EMBEDDED, self._embedded_split(split)
         raise self._not_found(split)
 
@@ -263,6 +267,10 @@ class ImageDataModule(LitDataModule):
             self.splits["train"] = (x[train_idx], labels[train_idx])
             self.splits["val"] = (x[val_idx], labels[val_idx])
             self.source = f"{self.spec.title} from {source}"
+            name = self._input_name(source)
+            part = f"of {len(labels):,} (val_size {val_size:,}, seed {self.hparams.seed})"
+            self.inputs["train"] = DataInput(name, self._files["train"], f"train {part}", len(train_idx))
+            self.inputs["val"] = DataInput(name, self._files["train"], f"val {part}", len(val_idx))
             rank_zero_info(
                 f"data: {self.source} — {len(train_idx):,} train / {len(val_idx):,} val images"
             )
@@ -270,8 +278,13 @@ class ImageDataModule(LitDataModule):
             source, (images, labels) = self._load_split("test")
             self.splits["test"] = (self._normalize(images), labels)
             self.test_source = f"{self.spec.title} test split from {source}"
+            self.inputs["test"] = DataInput(self._input_name(source), self._files["test"], "test", len(labels))
             self.source = self.source or self.test_source
             rank_zero_info(f"data: {self.test_source} — {len(labels):,} test images")
+
+    def _input_name(self, source: str) -> str:
+        """``mnist-sample-5k`` for the embedded sample, else ``mnist`` or ``fashion-mnist``."""
+        return "mnist-sample-5k" if source == EMBEDDED else self.hparams.dataset.replace("_", "-")
 
     def _batches(self, split: str, train: bool = False) -> TensorBatches:
         x, y = self.resident(*self.splits[split])

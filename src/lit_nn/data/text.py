@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_nn.core.errors import UserError, check_positive, unknown_choice
-from lit_nn.data.datamodule import LitDataModule
+from lit_nn.data.datamodule import DataInput, LitDataModule
 from lit_nn.data.loaders import EpochShuffle, _rank_and_world
 from lit_nn.data.network import DOWNLOAD_TIMEOUT_S, socket_timeout
 
@@ -237,6 +237,7 @@ class TextDataModule(LitDataModule):
         if corpus == "auto":
             self.hparams.corpus = _label_of(path) if path is not None else self._auto_corpus()
         self.vocab: str = ""
+        self._file: Path | None = None  # the file setup read the text from
         self.train_ids = torch.empty(0, dtype=torch.long)
         self.val_ids = torch.empty(0, dtype=torch.long)
 
@@ -265,15 +266,19 @@ class TextDataModule(LitDataModule):
             download_tinyshakespeare(self.shakespeare_file)
 
     def _load_text(self) -> tuple[str, str]:
-        """(source description, text) of the first source that works."""
+        """(source description, text) of the first source that works; ``self._file`` is the file read."""
         hp = self.hparams
         if hp.path is not None:
+            self._file = Path(hp.path)
             return f"text file {hp.path}", read_text(Path(hp.path))
         if hp.corpus == "tinyshakespeare":
             if not self.shakespeare_file.is_file():
                 raise self._no_shakespeare()
+            self._file = self.shakespeare_file
             return f"tiny-shakespeare from {self.shakespeare_file}", read_text(self.shakespeare_file)
-        return "embedded CPython documentation topics (pydoc_data.topics)", pydoc_topics_text()
+        text = pydoc_topics_text()
+        self._file = Path(importlib.util.find_spec("pydoc_data.topics").origin)
+        return "embedded CPython documentation topics (pydoc_data.topics)", text
 
     def _no_shakespeare(self) -> UserError:
         return UserError(f"tiny-shakespeare not found at {self.shakespeare_file}; pass --data.download true "
@@ -323,6 +328,9 @@ class TextDataModule(LitDataModule):
         n_train = int(len(ids) * (1 - self.hparams.val_fraction))  # nanoGPT's split, to the character
         self.train_ids, self.val_ids = ids[:n_train], ids[n_train:]
         self.source = source
+        name, part = self.hparams.corpus.replace("_", "-"), f"of {len(ids):,} characters, val_fraction {self.hparams.val_fraction}"
+        self.inputs["train"] = DataInput(name, (self._file,), f"first {n_train:,} {part}", n_train)
+        self.inputs["val"] = DataInput(name, (self._file,), f"last {len(ids) - n_train:,} {part}", len(ids) - n_train)
         rank_zero_info(
             f"data: {source} — {len(self.train_ids):,} train / {len(self.val_ids):,} val characters, "
             f"vocabulary of {len(self.vocab)}"

@@ -186,7 +186,8 @@ class RunRecorder(L.Callback):
     """Writes what a run is made of and what it produced into its MLflow run (rank 0 only).
 
     At the start: the model's and data's tags, ``num_parameters`` and ``data_source`` (known
-    only once the model and data are set up). After each validation: the model's text sample.
+    only once the model and data are set up); at the start of each stage, the splits it reads as
+    MLflow dataset inputs (:mod:`lit_nn.tracking.datasets`). After each validation: the model's text sample.
     After test: the confusion matrix. After fit: the best checkpoint (``log_checkpoint``).
     On an exception: the error, for the run's end status.
     """
@@ -194,6 +195,18 @@ class RunRecorder(L.Callback):
     def __init__(self, log_checkpoint: bool = True) -> None:
         self.log_checkpoint = log_checkpoint
         self._recorded = False
+        self._inputs_logged: set[str] = set()
+
+    @rank_zero_only
+    def _log_inputs(self, trainer: L.Trainer, *splits: str) -> None:
+        """The splits a stage reads, as the run's dataset inputs (each once per run)."""
+        from lit_nn.tracking.datasets import log_data_inputs
+
+        tracker = find_tracker(trainer)
+        wanted = tuple(split for split in splits if split not in self._inputs_logged)
+        if tracker is None or not wanted:
+            return
+        self._inputs_logged.update(log_data_inputs(tracker.experiment, tracker.run_id, trainer.datamodule, wanted))
 
     @rank_zero_only
     def _record_run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -220,13 +233,19 @@ class RunRecorder(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record_run(trainer, pl_module)
+        self._log_inputs(trainer, "train", "val")
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record_run(trainer, pl_module)
+        self._log_inputs(trainer, "test")
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "validate":
             self._record_run(trainer, pl_module)
+            self._log_inputs(trainer, "val")
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log_inputs(trainer, "test")
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -1,0 +1,74 @@
+"""The run's data in MLflow's dataset records: the runs table's Datasets column, ``mlflow.log_input``.
+
+Every fit, validate, test and predict run logs, for each split it used, a dataset named for what
+it is (``mnist-sample-5k``, ``mnist``, ``fashion-mnist``, ``pydoc-topics``, a text file's name), with
+the context ``training``, ``validation`` or ``test``. Its source is the first file read (a local
+dataset source); its digest is a SHA-256 (first 16 hex digits) of the bytes of every file read and of
+which of their items the split holds (:class:`lit_nn.data.datamodule.DataInput`), so runs on the
+same files with the same split share it, and any other data never does; its profile holds the
+split, its size and the ``data_source`` sentence the run also records as a param.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from lit_nn.data.datamodule import DataInput, LitDataModule
+
+CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+
+
+@cache
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read once per process while the file is unchanged."""
+    stat = path.stat()
+    return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def input_digest(data: DataInput) -> str:
+    """16 hex digits over the files' bytes and the split's selection of their items."""
+    parts = [file_sha256(path) for path in data.files] + [data.selection]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def split_dataset(data: DataInput, split: str, source: str | None) -> Any:
+    """The MLflow dataset (metadata only, nothing uploaded) of one split."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    class SplitDataset(MetaDataset):
+        @property
+        def profile(self) -> dict[str, Any]:
+            return {"split": split, "size": data.size, "selection": data.selection, "data_source": source}
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self.profile)}
+
+    return SplitDataset(LocalArtifactDatasetSource(str(data.files[0])), name=data.name, digest=input_digest(data))
+
+
+def log_data_inputs(client: Any, run_id: str, datamodule: Any, splits: tuple[str, ...]) -> list[str]:
+    """Log ``splits`` of ``datamodule`` that its setup loaded to the run; return the splits logged."""
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    if not isinstance(datamodule, LitDataModule):
+        return []
+    chosen = [split for split in splits if split in datamodule.inputs]
+    inputs = [DatasetInput(split_dataset(datamodule.inputs[split], split, datamodule.source)._to_mlflow_entity(),
+                           [InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])]) for split in chosen]
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
+    return chosen
