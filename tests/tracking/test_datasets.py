@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lit_nn.data import ImageDataModule
 from lit_nn.data.text import TextDataModule
+from lit_nn.sweeps.compare import data_note
 from lit_nn.tracking.datasets import input_digest, split_dataset
 
 from conftest import runs_of
@@ -31,7 +32,8 @@ def test_runs_on_the_same_files_share_each_splits_digest(client, capsys, tmp_pat
         result = run_main(capsys, "fit", "-c", "experiments/mnist_mlp.yaml", "--experiment", "ds", "--run_name", name,
                           "--data.init_args.root", str(tmp_path), *TINY, *extra)  # no IDX files there: the sample
         assert result.returncode == 0, result.stderr[-3000:]
-    a, b, c = (inputs_of(run) for run in runs_of(client, "ds"))
+    runs = runs_of(client, "ds")
+    a, b, c = (inputs_of(run) for run in runs)
     assert set(a) == {"training", "validation", "test"}
     assert {name for name, _, _ in a.values()} == {"mnist-sample-5k"}
     assert a == b  # the same files, the same splits: the same digests
@@ -40,6 +42,10 @@ def test_runs_on_the_same_files_share_each_splits_digest(client, capsys, tmp_pat
     # another val_size is other training and validation data from the same file; the test split is the same
     assert c["training"][1] != a["training"][1] and c["validation"][1] != a["validation"][1]
     assert c["test"][1] == a["test"][1] and c["training"][2]["size"] == 4100
+    # a comparison report says whether its runs trained on the same data
+    assert data_note(runs[:2]) == (f"All 2 runs with a dataset record trained on the same data: mnist-sample-5k, "
+                                   f"training digest {a['training'][1]}.")
+    assert data_note(runs).startswith("The runs trained on 2 different data sets (mnist-sample-5k ")
     # what any other process computes for the same files and split (the digest is of the data, not of the run)
     data = ImageDataModule(root=str(tmp_path))
     data.setup("fit")

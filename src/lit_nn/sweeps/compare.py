@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from lit_nn.core.errors import UserError, unknown_choice
-from lit_nn.core.names import Artifact, Metric, Tag
+from lit_nn.core.names import Artifact, Dynamics, Metric, Tag
 from lit_nn.sweeps.grid import POINT_NAME, SweepSpec, load_sweep, settings
 from lit_nn.sweeps.grid import arms as arms_of
 from lit_nn.sweeps.report import HISTORY_METRICS, ArmTuning, Report, RunData, order_groups, write_report
 from lit_nn.sweeps.sweep import PARENT, Sweep, runs_filter
+from lit_nn.tracking.datasets import CONTEXT_TAG
 from lit_nn.tracking.lifecycle import RunStatus
 from lit_nn.tracking.listing import search_all_runs
 
@@ -54,7 +55,22 @@ def to_run_data(client: Any, run: Any, group: str, with_history: bool) -> RunDat
     return RunData(run_id=run.info.run_id, name=run.info.run_name or run.info.run_id[:8], group=group,
                    status=run.info.status, start_ms=run.info.start_time or 0, end_ms=run.info.end_time,
                    metrics=dict(run.data.metrics), params=dict(run.data.params), tags=dict(run.data.tags),
-                   history=history, sample=sample)
+                   history=history, sample=sample, gradients=gradient_history(client, run) if with_history else {})
+
+
+def gradient_history(client: Any, run: Any) -> dict[str, list[tuple[float, float]]]:
+    """Per layer, the run's ``grad_norm/<layer>`` values against epoch (the optimizer step divided by
+    the run's ``steps_per_epoch``), by layer name (conv1, conv2, fc1...); empty without them."""
+    per_epoch = run.data.tags.get(Tag.STEPS_PER_EPOCH, "")
+    if not per_epoch.isdigit() or int(per_epoch) == 0:
+        return {}
+    out = {}
+    for key in sorted(run.data.metrics):
+        split = Dynamics.split(key)
+        if split and split[0] == Dynamics.GRAD_NORM:
+            points = client.get_metric_history(run.info.run_id, key)
+            out[split[1]] = sorted((m.step / int(per_epoch), float(m.value)) for m in points)
+    return out
 
 
 def last_sample(client: Any, run_id: str) -> str | None:
@@ -89,6 +105,30 @@ def same_data(runs: Sequence[Any]) -> tuple[list[Any], list[str]]:
     return kept, [r.data.tags.get(Tag.DATA_SOURCE) or "unknown" for r in runs if r not in kept]
 
 
+def data_note(runs: Sequence[Any]) -> str | None:
+    """Whether the runs trained on the same data, by the digest of their ``training`` dataset input
+    (:mod:`lit_nn.tracking.datasets`); None when none of them has one (runs before dataset records)."""
+    found: dict[str, tuple[str, str] | None] = {}
+    for run in runs:
+        inputs = run.inputs.dataset_inputs if getattr(run, "inputs", None) else []
+        training = [(d.dataset.name, d.dataset.digest) for d in inputs
+                    if any(t.key == CONTEXT_TAG and t.value == "training" for t in d.tags)]
+        found[run.info.run_id] = training[0] if training else None
+    known = sorted({v for v in found.values() if v is not None})
+    if not known:
+        return None
+    without = sum(v is None for v in found.values())
+    recorded = len(found) - without
+    if len(known) == 1:
+        note = (f"All {recorded} runs with a dataset record trained on the same data: {known[0][0]}, "
+                f"training digest {known[0][1]}.")
+    else:
+        note = (f"The runs trained on {len(known)} different data sets ("
+                + ", ".join(f"{name} {digest}" for name, digest in known)
+                + "): their differences are not the compared setting's alone.")
+    return note + (f" {without} run(s) have no dataset record." if without else "")
+
+
 def collect_runs(client: Any, experiment_id: str, group_by: str, filter_string: str = "",
                  dedupe_points: bool = False) -> tuple[list[RunData], list[str]]:
     """Ended runs of the experiment as :class:`RunData`; also notes about runs left out."""
@@ -106,6 +146,8 @@ def collect_runs(client: Any, experiment_id: str, group_by: str, filter_string: 
             continue
         data.append(to_run_data(client, run, group, with_history=run.info.status == RunStatus.FINISHED))
     notes = []
+    if (note := data_note(runs)) is not None:
+        notes.append(note)
     if other_data:
         notes.append(f"Left out {len(other_data)} run(s) on other data than the latest run's "
                      f"({', '.join(sorted(set(other_data)))}): results on different data are not compared.")

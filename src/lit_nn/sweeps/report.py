@@ -48,6 +48,7 @@ class RunData:
     tags: dict[str, str] = field(default_factory=dict)
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # metric -> (epoch, value)
     sample: str | None = None  # a language model's text generated after its last validation
+    gradients: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # layer -> (epoch, grad norm)
 
     @property
     def wall_s(self) -> float | None:
@@ -301,9 +302,52 @@ def curves_figure(runs: Sequence[RunData], group_by: str, order: Sequence[str] |
     return fig
 
 
+def gradient_data(runs: Sequence[RunData], group: str) -> dict[str, tuple[list[float], list[float]]]:
+    """Per layer (in the model's order), the group's FINISHED runs' gradient norm: the mean over
+    runs at each recorded point (epochs, fractional: the recording steps)."""
+    out: dict[str, dict[float, list[float]]] = {}
+    for run in runs:
+        if run.group != group or run.status != RunStatus.FINISHED:
+            continue
+        for layer, points in run.gradients.items():
+            for epoch, value in points:
+                out.setdefault(layer, {}).setdefault(epoch, []).append(value)
+    return {layer: (sorted(by), [sum(by[e]) / len(by[e]) for e in sorted(by)]) for layer, by in out.items()}
+
+
+def gradient_figure(runs: Sequence[RunData], group_by: str, order: Sequence[str] | None = None,
+                    title: str = "") -> plt.Figure | None:
+    """Per-layer gradient norm against epoch, one panel per group on one log scale, so vanishing
+    (or exploding) gradients show side by side; None when no run recorded them (``--dynamics false``)."""
+    groups = [g for g in order_groups([r for r in runs if r.gradients], order) if gradient_data(runs, g)]
+    if not groups:
+        return None
+    cols = min(len(groups), 4)
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.3 * rows), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("viridis")
+    for ax, group in zip(axes.flat, groups, strict=False):
+        data = gradient_data(runs, group)
+        for i, (layer, (epochs, mean)) in enumerate(data.items()):
+            ax.plot(epochs, mean, color=cmap(i / max(len(data) - 1, 1)), label=layer, linewidth=1.2)
+        ax.set_yscale("log")
+        ax.set_title(f"{group_by} {group}", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, title="layer", title_fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("gradient norm (log)", fontsize=8)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}: per-layer gradient norm (mean over seeds)" if title else
+                 "per-layer gradient norm (mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def markdown(title: str, group_by: str, rows: Sequence[GroupRow], failed: Sequence[RunData],
              notes: Sequence[str] = (), differences: Sequence[Difference] = (), score: Score = ACCURACY,
-             samples: Sequence[tuple[str, RunData]] = ()) -> str:
+             samples: Sequence[tuple[str, RunData]] = (), gradients: bool = False) -> str:
     """The report: a summary table, the curves image, a text sample per group (language models),
     and the runs that failed (with why)."""
     lines = [f"# {title}", "", *notes, "" if notes else "",
@@ -322,6 +366,11 @@ def markdown(title: str, group_by: str, rows: Sequence[GroupRow], failed: Sequen
     lines += ["" if differences else "", f"Each line compares neighbours in the ranking by mean {score.column} "
               "(`a` > `b`: a is better): the difference seed by seed, its mean and a 95 % Student-t interval "
               "over the seeds.", "", "![learning curves](curves.png)", ""]
+    if gradients:
+        lines += ["## Gradients per layer", "", "The norm of each layer's gradient during training (the runs' "
+                  "`grad_norm/<layer>` metrics), one panel per group on one log scale: a first layer far below "
+                  "the last one is a vanishing gradient, and it learns that much more slowly.", "",
+                  "![per-layer gradient norm](gradients.png)", ""]
     if samples:
         lines += ["## Samples", "", "The text each group's first run generated after its last validation "
                   "(the run's `samples/` artifacts hold one per epoch).", ""]
@@ -370,7 +419,8 @@ def group_samples(runs: Sequence[RunData], order: Sequence[str] | None = None) -
 
 def write_report(runs: Sequence[RunData], out_dir: Path, title: str, group_by: str,
                  order: Sequence[str] | None = None, notes: Sequence[str] = ()) -> Report:
-    """Write ``curves.png`` and ``report.md`` into ``out_dir``; return them and the table rows."""
+    """Write ``curves.png``, ``gradients.png`` (runs with per-layer dynamics) and ``report.md`` into
+    ``out_dir``; return them and the table rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
     score = score_of(runs)
     rows = summarize(runs, order, score)
@@ -378,10 +428,14 @@ def write_report(runs: Sequence[RunData], out_dir: Path, title: str, group_by: s
     figure_path = out_dir / "curves.png"
     figure.savefig(figure_path, dpi=110)
     plt.close(figure)
+    gradients = gradient_figure(runs, group_by, order, title)
+    if gradients is not None:
+        gradients.savefig(out_dir / "gradients.png", dpi=110)
+        plt.close(gradients)
     failed = [r for r in runs if r.status in (RunStatus.FAILED, RunStatus.KILLED)]
     md_path = out_dir / "report.md"
     md_path.write_text(markdown(title, group_by, rows, failed, notes, neighbour_differences(runs, score), score,
-                                group_samples(runs, order)))
+                                group_samples(runs, order), gradients=gradients is not None))
     return Report(md_path, figure_path, rows, figure)
 
 

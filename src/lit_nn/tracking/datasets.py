@@ -20,6 +20,7 @@ from typing import Any
 from lit_nn.data.datamodule import DataInput, LitDataModule
 
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+CONTEXT_TAG = "mlflow.data.context"  # mlflow.utils.mlflow_tags.MLFLOW_DATASET_CONTEXT, without importing MLflow
 
 
 @cache
@@ -62,13 +63,12 @@ def split_dataset(data: DataInput, split: str, source: str | None) -> Any:
 def log_data_inputs(client: Any, run_id: str, datamodule: Any, splits: tuple[str, ...]) -> list[str]:
     """Log ``splits`` of ``datamodule`` that its setup loaded to the run; return the splits logged."""
     from mlflow.entities import DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     if not isinstance(datamodule, LitDataModule):
         return []
     chosen = [split for split in splits if split in datamodule.inputs]
     inputs = [DatasetInput(split_dataset(datamodule.inputs[split], split, datamodule.source)._to_mlflow_entity(),
-                           [InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])]) for split in chosen]
+                           [InputTag(CONTEXT_TAG, CONTEXTS[split])]) for split in chosen]
     if inputs:
         client.log_inputs(run_id, datasets=inputs)
     return chosen
