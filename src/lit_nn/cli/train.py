@@ -49,6 +49,7 @@ from lit_nn.tracking.model_export import ModelExport, check_register_name
 from lit_nn.tracking.outputs import check_trainer_outputs
 from lit_nn.tracking.resume import checkpoint_to_resume, find_run_to_resume
 from lit_nn.tracking.store import ensure_experiment, prepare_store, tracking_client
+from lit_nn.tracking.system_metrics import SystemMetrics
 from lit_nn.tracking.views import where_to_open
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
@@ -111,6 +112,9 @@ class LitNNCLI(LightningCLI):
                                 "dead_frac/ or saturated_frac/ metrics, and per-epoch histogram heatmaps")
         group.add_argument("--dynamics_every", type=int, default=DYNAMICS_EVERY,
                            help="record the per-layer dynamics every this many optimizer steps")
+        group.add_argument("--system_metrics", type=bool, default=False,
+                           help="fit only: MLflow's system metrics (system/cpu_utilization_percentage, memory, "
+                                "disk, network; GPU with pip install 'lit-nn[gpu]') every 10 s")
         parser.add_argument("--images", type=list[str] | None, default=None,
                             help="predict only: image files (PNG, JPEG...) of digits to classify instead of "
                                  "the test split; any size, dark on light or light on dark")
@@ -167,6 +171,8 @@ class LitNNCLI(LightningCLI):
                 callbacks.append(ModelExport(register=settings.register))
             if self.subcommand == "fit" and settings.dynamics:
                 callbacks.append(LayerDynamics(every=settings.dynamics_every))
+            if self.subcommand == "fit" and settings.system_metrics:
+                callbacks.append(SystemMetrics())
         elif settings.get("register"):
             raise UserError("--register needs the fit's MLflow run, and --trainer.logger false has none")
         if trainer_config.get("enable_progress_bar", True) is not False:
