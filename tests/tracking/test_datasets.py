@@ -8,7 +8,7 @@ from pathlib import Path
 from lit_nn.data import ImageDataModule
 from lit_nn.data.text import TextDataModule
 from lit_nn.sweeps.compare import data_note
-from lit_nn.tracking.datasets import input_digest, split_dataset
+from lit_nn.tracking.datasets import dataset_record, input_digest, split_dataset
 
 from conftest import runs_of
 from helpers import run_main
@@ -68,7 +68,7 @@ def test_a_text_files_digest_follows_its_bytes_and_split(tmp_path: Path):
     assert digests()["train"] != first["train"]
     data = TextDataModule(path=str(corpus), seq_len=8)
     data.setup("fit")
-    record = split_dataset(data.inputs["val"], "val", data.source)._to_mlflow_entity()
+    record = dataset_record(split_dataset(data.inputs["val"], "val", data.source))
     assert record.name == "notes" and record.source_type == "local"
     assert json.loads(record.source)["uri"] == str(corpus)
     assert json.loads(record.profile)["size"] == len(corpus.read_text()) - int(len(corpus.read_text()) * 0.9)

@@ -60,6 +60,16 @@ def split_dataset(data: DataInput, split: str, source: str | None) -> Any:
     return SplitDataset(LocalArtifactDatasetSource(str(data.files[0])), name=data.name, digest=input_digest(data))
 
 
+def dataset_record(dataset: Any) -> Any:
+    """The ``mlflow.entities.Dataset`` of an ``mlflow.data`` dataset, from its public ``to_dict``
+    (what ``mlflow.log_input`` logs, for a run that is not the fluent API's active run)."""
+    from mlflow.entities import Dataset
+
+    fields = dataset.to_dict()
+    return Dataset(name=fields["name"], digest=fields["digest"], source_type=fields["source_type"],
+                   source=fields["source"], schema=fields.get("schema"), profile=fields.get("profile"))
+
+
 def log_data_inputs(client: Any, run_id: str, datamodule: Any, splits: tuple[str, ...]) -> list[str]:
     """Log ``splits`` of ``datamodule`` that its setup loaded to the run; return the splits logged."""
     from mlflow.entities import DatasetInput, InputTag
@@ -67,7 +77,7 @@ def log_data_inputs(client: Any, run_id: str, datamodule: Any, splits: tuple[str
     if not isinstance(datamodule, LitDataModule):
         return []
     chosen = [split for split in splits if split in datamodule.inputs]
-    inputs = [DatasetInput(split_dataset(datamodule.inputs[split], split, datamodule.source)._to_mlflow_entity(),
+    inputs = [DatasetInput(dataset_record(split_dataset(datamodule.inputs[split], split, datamodule.source)),
                            [InputTag(CONTEXT_TAG, CONTEXTS[split])]) for split in chosen]
     if inputs:
         client.log_inputs(run_id, datasets=inputs)
