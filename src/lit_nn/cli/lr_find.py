@@ -1,0 +1,151 @@
+"""``lit-nn lr_find``: Lightning's learning-rate finder (``Tuner.lr_find``) on any fit config.
+
+It trains the config's model from its initial weights for ``--num_training`` steps while the
+learning rate grows exponentially from ``--min_lr`` to ``--max_lr`` (stopping early once the loss
+exceeds 4× its best), then suggests the lr where the loss falls fastest. One MLflow run in the
+experiment ``lr_find`` records it: the curve as ``lr_find.png`` and as metrics (``lr_find_lr`` and
+``lr_find_loss`` at step = the finder's step), the suggestion as ``suggested_lr``, the config as
+``config.yaml`` and params, the data as dataset inputs. It prints the suggestion and the ``lit-nn fit``
+command that uses it. Every option of ``lit-nn fit`` is accepted (``-c FILE``, ``--model.*``,
+``--data.*``, ``--trainer.accelerator``...); the model's own divergence check is off during the
+search, which drives the loss up on purpose.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import tempfile
+from typing import Any
+
+from lit_nn.core.errors import UserError
+
+EXPERIMENT = "lr_find"
+OPTIONS = {"--min_lr": (float, 1e-6), "--max_lr": (float, 1.0), "--num_training": (int, 100)}
+USAGE = ("usage: lit-nn lr_find [-c CONFIG] [any lit-nn fit option] [--min_lr 1e-6] [--max_lr 1.0] "
+         "[--num_training 100]\n\n" + __doc__.split("\n\n", 1)[1])
+
+
+def split_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """lr_find's own options (``--min_lr``, ``--max_lr``, ``--num_training``) and the fit options left."""
+    values = {name[2:]: default for name, (_, default) in OPTIONS.items()}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name in OPTIONS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise UserError(f"{name} needs a value")
+                value, i = argv[i + 1], i + 1
+            kind = OPTIONS[name][0]
+            try:
+                values[name[2:]] = kind(value)
+            except ValueError:
+                raise UserError(f"{name} expects {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+        else:
+            rest.append(argv[i])
+        i += 1
+    if not 0 < values["min_lr"] < values["max_lr"] or not math.isfinite(values["max_lr"]):
+        raise UserError(f"--min_lr {values['min_lr']:g} and --max_lr {values['max_lr']:g}: give 0 < min_lr < max_lr")
+    if values["num_training"] < 2:
+        raise UserError(f"--num_training {values['num_training']} is too few steps; give at least 2 (default 100)")
+    return values, rest
+
+
+def config_args(argv: list[str]) -> list[str]:
+    """The ``-c FILE`` options of a command line, to repeat them in the suggested fit command."""
+    out = []
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            out += [arg, argv[i + 1]]
+        elif arg.startswith("--config="):
+            out.append(arg)
+    return out
+
+
+def run_lr_find(argv: list[str]) -> float | None:
+    """Run the finder on the fit command line ``argv``; return the suggested lr (None: no suggestion)."""
+    if {"-h", "--help"} & set(argv):
+        print(USAGE)
+        return None
+    options, fit_argv = split_options(argv)
+    import lightning as L
+    import yaml
+    from lightning.pytorch.tuner import Tuner
+
+    from lit_nn.cli.config_checks import check_config_file
+    from lit_nn.cli.train import TRAINER_DEFAULTS, fit_parser
+    from lit_nn.models.base import LitModel
+    from lit_nn.tracking.callbacks import flatten_config
+    from lit_nn.tracking.datasets import log_data_inputs
+    from lit_nn.tracking.figures import plt
+    from lit_nn.tracking.logger import MLflowTracker
+    from lit_nn.tracking.store import ensure_experiment, prepare_store
+
+    for i, arg in enumerate(fit_argv[:-1]):
+        if arg in ("-c", "--config"):
+            check_config_file(fit_argv[i + 1])
+    parser = fit_parser()
+    try:
+        config = parser.parse_args(fit_argv)
+        built = parser.instantiate_classes(config)
+    except Exception as err:  # jsonargparse's errors, a model's or data's UserError
+        cause = UserError.wrapped_in(err) if isinstance(err, ValueError) else None
+        if isinstance(err, UserError) or cause is not None:
+            raise (cause or err) from None
+        from lit_nn.cli.config_checks import condense_parser_error
+
+        raise UserError(f"lr_find: {condense_parser_error(str(err))}") from None
+    model, data = built.model, built.data
+    if not isinstance(model, LitModel):
+        raise UserError(f"lr_find tunes a lit-nn model; {type(model).__name__} is not one")
+    model.check_finite = lambda loss, batch_idx: None  # the search diverges on purpose at its end
+
+    uri = prepare_store()
+    ensure_experiment(EXPERIMENT, uri)
+    parts = [model.kind, model.hparams.optimizer, getattr(data, "dataset_name", type(data).__name__)]
+    tracker = MLflowTracker(EXPERIMENT, run_name="lr_find-" + "-".join(parts), tracking_uri=uri)
+    trainer_args = {key: value for key, value in dict(config.trainer).items()
+                    if key in ("accelerator", "devices", "precision", "gradient_clip_val", "accumulate_grad_batches",
+                               "max_epochs")  # a schedule sizes itself by it (the finder then replaces it)
+                    and value is not None}
+    with tempfile.TemporaryDirectory(prefix="lit-nn-lr-find-") as root:
+        trainer = L.Trainer(**{**TRAINER_DEFAULTS, **trainer_args}, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, default_root_dir=root)
+        finder = Tuner(trainer).lr_find(model, datamodule=data, min_lr=options["min_lr"], max_lr=options["max_lr"],
+                                        num_training=options["num_training"], update_attr=False)
+    suggestion = finder.suggestion() if finder is not None else None
+    client, run_id = tracker.experiment, tracker.run_id
+    config_yaml = parser.dump(config, skip_none=False, format="yaml")
+    tracker.log_hyperparams({**flatten_config(yaml.safe_load(config_yaml)),
+                             **{f"lr_find.{k}": v for k, v in options.items()}})
+    tracker.log_text(config_yaml, "config.yaml")
+    tracker.set_tags({**model.run_tags(), "lr_find": "true"})
+    log_data_inputs(client, run_id, data, ("train",))
+    lrs, losses = (finder.results.get("lr", []), finder.results.get("loss", [])) if finder else ([], [])
+    from mlflow.entities import Metric as MlflowMetric
+
+    points = [(step, lr, loss) for step, (lr, loss) in enumerate(zip(lrs, losses, strict=True))
+              if math.isfinite(lr) and math.isfinite(loss)]
+    client.log_batch(run_id, metrics=[MlflowMetric(key, value, 0, step) for step, lr, loss in points
+                                      for key, value in (("lr_find_lr", lr), ("lr_find_loss", loss))])
+    if suggestion is not None:
+        tracker.log_metrics({"suggested_lr": suggestion})
+    if finder is not None and points:
+        figure = finder.plot(suggest=suggestion is not None)
+        figure.axes[0].set_title(f"lr_find: {' '.join(parts)} — suggested lr {suggestion:.3g}" if suggestion
+                                 else f"lr_find: {' '.join(parts)} — no suggestion")
+        tracker.log_figure(figure, "lr_find.png")
+        plt.close(figure)
+    tracker.finalize("success")
+    if suggestion is None:
+        print(f"lr_find: no suggestion: the curve has {len(points)} finite points and Lightning's suggestion skips "
+              f"the first 10; raise --num_training (run {run_id} has the curve)")
+        return None
+    command = shlex.join(["lit-nn", "fit", *config_args(fit_argv), "--model.init_args.lr", f"{suggestion:.3g}"])
+    print(f"suggested lr: {suggestion:.3g} (loss fell fastest there, over {len(points)} steps from "
+          f"{options['min_lr']:g} to {lrs[-1]:.3g})")
+    print(f"use it: {command}")
+    print(f"mlflow: run {run_id} in experiment '{EXPERIMENT}' ({uri}): lr_find.png, lr_find_loss against lr_find_lr")
+    return suggestion
