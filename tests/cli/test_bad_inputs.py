@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import assert_clean_error, run_main
 
@@ -34,7 +35,8 @@ CASES = [
     ("negative-epochs", [*MLP, "--trainer.max_epochs", "-3"], ["invalid Trainer setting", "max_epochs", "-3"]),
     ("too-many-cpu-devices", [*MLP, "--trainer.accelerator", "cpu", "--trainer.devices", "{cores+1}"],
      ["--trainer.devices {cores+1}", "cores"]),
-    ("unknown-accelerator", [*MLP, "--trainer.accelerator", "tpux"], ["invalid Trainer setting", "tpux"]),
+    ("unknown-accelerator", [*MLP, "--trainer.accelerator", "tpux"],
+     ["--trainer.accelerator tpux is not an accelerator Lightning knows", "valid here: auto, cpu"]),
     ("unknown-model-class", ["fit", "--model", "lit_nn.models.MLPX"], ["unknown class 'lit_nn.models.MLPX'"]),
     ("unknown-model-option", [*MLP, "--model.init_args.depht", "3"], ["unknown option 'depht'", "did you mean 'depth'"]),
     ("wrong-type", [*MLP, "--model.init_args.depth", "abc"], ["depth expects int", "'abc'"]),
@@ -71,6 +73,37 @@ CASES = [
     ("lab-zero-steps", ["lab", "trajectories", "--steps", "0"], ["steps must be > 0, got 0"]),
     ("lab-negative-lr", ["lab", "trajectories", "--lr", "-1"], ["lr must be > 0"]),
     ("lab-unknown-function", ["lab", "trajectories", "--functions", "saddle"], ["unknown function 'saddle'", "round"]),
+    # -- issue 28's causes, each through the real command
+    ("tpu-not-here", [*MLP, "--trainer.accelerator", "tpu"],
+     ["--trainer.accelerator tpu is not available on this machine", "valid here: auto, cpu"]),
+    ("experiment-name-too-long", [*MLP, "--experiment", "x" * 600],
+     ["--experiment is 600 characters long; MLflow takes at most 500"]),
+    ("text-file-as-checkpoint", ["predict", "-c", "experiments/mnist_mlp.yaml", "--ckpt_path", "{tmp}/hello.ckpt"],
+     ["hello.ckpt is not a readable checkpoint", "lit-nn fit wrote"]),
+    ("state-dict-only-checkpoint", ["test", "-c", "experiments/mnist_mlp.yaml", "--ckpt_path", "{tmp}/weights.pt"],
+     ["weights.pt is a torch file but not a lit-nn (Lightning) checkpoint (no pytorch-lightning_version)"]),
+    ("test-on-a-char-rnn", ["test", "-c", "experiments/char_rnn.yaml", "--ckpt_path", "{tmp}/rnn/abc_cli.ckpt",
+                            "--data.init_args.path", "{tmp}/rnn/abc.txt"],
+     ["lit-nn test evaluates a test split", "TextDataModule has none", "use lit-nn validate"]),
+    ("resume-unknown-run-without-config", ["fit", "--resume", "0123456789abcdef0123456789abcdef"],
+     ["--resume 0123456789abcdef0123456789abcdef: no such run", "lit-nn runs"]),
+    ("predict-images-without-checkpoint", ["predict", "--images", "{tmp}/x.png"],
+     ["lit-nn predict needs the model to use: --ckpt_path"]),
+    ("checkpoint-file-without-config", ["test", "--ckpt_path", "{tmp}/rnn/mlp.ckpt"],
+     ["needs the config the checkpoint was trained with (-c FILE), or the run id"]),
+    ("lab-start-one-number", ["lab", "trajectories", "--start", "1"], ["--start takes two finite numbers X Y, got [1.0]"]),
+    ("server-port-out-of-range", ["server", "--port", "99999", "--folder", "{tmp}/srv"],
+     ["--port 99999 is not a TCP port; give one from 1 to 65535"]),
+    ("negative-gradient-clip", [*MLP, "--trainer.gradient_clip_val", "-1"],
+     ["--trainer.gradient_clip_val -1", "finite number >= 0"]),
+    ("epochs-without-end", [*MLP, "--trainer.max_epochs", "-1"], ["--trainer.max_epochs -1 trains forever"]),
+    ("lr-nan", [*MLP, "--model.init_args.lr", "nan"], ["lr must be a finite number, got 'nan'"]),
+    ("lr-inf", [*MLP, "--model.init_args.lr", "inf"], ["lr must be a finite number, got 'inf'"]),
+    ("config-disagrees-with-checkpoint", ["test", "-c", "experiments/mnist_mlp.yaml", "--ckpt_path",
+                                          "{tmp}/rnn/abc.ckpt"], ["holds a CharRNN model", "builds a MLP"]),
+    ("generate-seed-overflow", ["generate", "--ckpt", "{tmp}/rnn/abc.ckpt", "--seed", "18446744073709551616"],
+     ["--seed 18446744073709551616 is out of range"]),
+    ("tag-key-mlflow-refuses", [*MLP, "--tags", '{"bad key!": "v"}'], ["--tags key 'bad key!'", "letters, digits"]),
 ]
 
 
@@ -89,6 +122,9 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     trainer.fit(CharRNN(embedding=4, hidden=8, sample_length=0),
                 datamodule=TextDataModule(path=str(folder / "abc.txt"), seq_len=8, batch_size=4))
     trainer.save_checkpoint(folder / "abc.ckpt")
+    checkpoint = torch.load(folder / "abc.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["_class_path"] = "lit_nn.models.CharRNN"  # as lit-nn fit (LightningCLI) saves it
+    torch.save(checkpoint, folder / "abc_cli.ckpt")
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=0)
     trainer.strategy.connect(MLP(depth=0))
     trainer.save_checkpoint(folder / "mlp.ckpt")
@@ -104,6 +140,8 @@ def bad_files(tmp_path: Path, checkpoints: Path) -> Path:
     (tmp_path / "nan.yaml").write_text("model:\n  init_args:\n    lr: .nan\n")
     (tmp_path / "binary.yaml").write_bytes(b"model: \xff\xfe\n")
     (tmp_path / "empty.txt").write_text("   \n\n")
+    (tmp_path / "hello.ckpt").write_text("hello")  # unpickling it once raised KeyError: 101
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "weights.pt")  # a bare torch file
     return tmp_path
 
 
@@ -132,7 +170,31 @@ def test_non_writable_tracking_store(tmp_path, monkeypatch, capsys):
 
 
 def test_catalogue_is_large_enough():
-    assert len(CASES) + 1 >= 25
+    assert len(CASES) >= 57
+
+
+def test_a_server_port_in_use_is_named_before_anything_starts(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_main(capsys, "server", "--port", str(port), "--folder", str(tmp_path / "srv"))
+    if "psycopg" in result.stderr:
+        pytest.skip("needs psycopg 3: pip install 'lit-nn[postgres]' (CI installs it)")
+    assert_clean_error(result, f"--port {port} on 127.0.0.1 cannot be used", "give a free port")
+    assert not (tmp_path / "srv").exists()  # no cluster initialised, nothing started
+
+
+def test_server_auth_without_its_extra_is_named_before_anything_starts(tmp_path, monkeypatch):
+    from lit_nn.core.errors import UserError
+    from lit_nn.tracking import server
+
+    monkeypatch.setattr(server, "importlib_missing", lambda module: module == "flask_wtf")
+    with pytest.raises(UserError, match=r"--auth true .*Flask-WTF.*pip install 'lit-nn\[server\]'"):
+        server.check_plan(server.ServerPlan(folder=tmp_path / "srv", port=5000, auth=True))
+    assert not (tmp_path / "srv").exists()
 
 
 def test_resuming_with_fewer_epochs_than_trained_is_one_sentence(capsys, client):

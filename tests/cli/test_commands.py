@@ -80,7 +80,7 @@ def test_habitual_spellings_are_accepted():
         '--functions=["round", "stretched"]', "--start=[1, 1.5]"]
     kwargs = parse(ToolCommand("lab trajectories", trajectories, "", positional=False),
                    ["--functions", "round", "--start", "1", "1.5", "--steps", "4"])
-    assert kwargs["functions"] == ["round"] and kwargs["start"] == (1.0, 1.5) and kwargs["steps"] == 4
+    assert kwargs["functions"] == ["round"] and kwargs["start"] == [1.0, 1.5] and kwargs["steps"] == 4
 
 
 def test_sweep_passes_fit_options_through_and_keeps_its_own():

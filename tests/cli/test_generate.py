@@ -138,3 +138,13 @@ def test_bad_sampling_options(trained, option: str, value: str, message: str) ->
 
 def load_char_rnn(path: Path) -> CharRNN:
     return CharRNN.from_checkpoint_dict(load_checkpoint(path), str(path))
+
+
+def test_a_tiny_temperature_is_greedy_not_nan():
+    """--temperature 1e-45 once divided the logits into inf and NaN probabilities (a multinomial traceback)."""
+    from lit_nn.models.char_rnn import pick
+
+    logits = torch.tensor([0.5, 2.0, -1.0, 1.9])
+    for temperature in (1e-45, 1e-300):
+        assert all(pick(logits, temperature, None, torch.Generator().manual_seed(s)) == 1 for s in range(5))
+    assert pick(logits, 1e-45, 2, torch.Generator().manual_seed(0)) == 1

@@ -109,3 +109,19 @@ def test_modules_to_packages(monkeypatch: pytest.MonkeyPatch):
     assert requirements_utils._MODULES_TO_PACKAGES is None, message + " (the map was not reset)"
     requirements_utils.warn_dependency_requirement_mismatches(pinned)
     assert scans == [1], message + " (the requirement check no longer scans through it: the hook may go)"
+
+
+def test_name_refusal_follows_mlflows_own_checks():
+    """The rules come from mlflow.utils.validation: a name it refuses here, its store refuses too."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils import validation
+
+    assert compat_mlflow.name_refusal("--experiment", "x" * 500) is None
+    assert "600 characters long; MLflow takes at most 500" in compat_mlflow.name_refusal("--experiment", "x" * 600)
+    assert "at most 250" in compat_mlflow.name_refusal("--run_name", "r" * 251)
+    assert compat_mlflow.name_refusal("--tags", "team/owner: a-b.c", key=True) is None
+    refused = compat_mlflow.name_refusal("--tags", "bad key!", key=True)
+    assert refused is not None and "'bad key!'" in refused
+    with pytest.raises(MlflowException):  # what MLflow's store would have said after creating the run
+        validation._validate_tag_name("bad key!")
+    assert "not a normalized path" in compat_mlflow.name_refusal("--tags", "../up", key=True)

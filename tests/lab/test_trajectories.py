@@ -61,3 +61,20 @@ def test_path_metrics_first_step_within_tolerance():
     assert lab.path_metrics(path, (0.0, 0.0), 1e-3) == {
         "start_distance": 1.0, "final_distance": pytest.approx(1e-4), "first_within": 2}
     assert lab.path_metrics(path[:2], (0.0, 0.0), 1e-3)["first_within"] is None
+
+
+@pytest.mark.parametrize("lr", [10.0, 1e30])
+def test_a_diverging_path_is_drawn_to_the_edge_of_the_view_and_named(lr):
+    """lr 10 once raised numpy's "Singular matrix" while plotting (the view spanned 1e64); lr 1e30
+    makes paths inf and NaN."""
+    import matplotlib.pyplot as plt
+
+    paths = {name: lab.trajectory("round", name, (1.0, 1.5), lr, 40) for name in ("sgd", "adagrad")}
+    assert not np.isfinite(paths["sgd"]).all() or np.abs(paths["sgd"][-1]).max() > 1e10  # it really diverges
+    fig = lab.path_figure("round", paths, lr)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "sgd (leaves the view)" in labels
+    x0, x1 = ax.get_xlim()
+    assert -10 < x0 < 0 < x1 < 10  # the view is the start and the minimum, not the diverged points
+    plt.close(fig)

@@ -119,7 +119,7 @@ def test_checkpoint_loads_weights_only_and_names_its_model(tmp_path):
     [
         (lambda p: p.write_bytes(b""), "not a readable checkpoint"),
         (lambda p: p.write_text("model: {}\n"), "not a readable checkpoint"),
-        (lambda p: torch.save({"weights": torch.zeros(2)}, p), "not a Lightning checkpoint"),
+        (lambda p: torch.save({"weights": torch.zeros(2)}, p), r"not a lit-nn \(Lightning\) checkpoint \(no state_dict\)"),
         (lambda p: p.mkdir(), "is a directory"),
         (lambda p: None, "does not exist"),
     ],

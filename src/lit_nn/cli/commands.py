@@ -42,6 +42,8 @@ def generate(ckpt: str, prime: str = "\n", length: int = 500, temperature: float
     check_positive("--length", length)
     check_positive("--temperature", temperature, allow_zero=True)
     check_positive("--top_k", top_k, allow_zero=True)
+    if seed is not None and not 0 <= seed < 2**64:  # what torch.Generator.manual_seed takes
+        raise UserError(f"--seed {seed} is out of range; give a number from 0 to 2**64 - 1")
     with tempfile.TemporaryDirectory(prefix="lit-nn-run-") as fetched:
         path = fetch_run_checkpoint(ckpt, Path(fetched))[0] if is_run_reference(ckpt) else ckpt
         model = CharRNN.from_checkpoint_dict(load_checkpoint(path), ckpt)
@@ -398,10 +400,8 @@ def server(folder: Path = Path("team-server"), host: str = "127.0.0.1", port: in
             folder above --folder: add the search bit (x, not read) to each folder that stops it,
             printing each change. Without it such a folder is an error that names it.
     """
-    from lit_nn.core.errors import check_positive
     from lit_nn.tracking.server import ServerPlan, serve
 
-    check_positive("--port", port)
     serve(ServerPlan(folder=folder, host=host, port=port, auth=auth, allowed_hosts=allowed_hosts,
                      open_parents=open_parents))
 

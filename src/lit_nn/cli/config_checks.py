@@ -122,6 +122,8 @@ def condense_parser_error(message: str) -> str:
     if m := re.search(r'Parser key "([\w.]+)":\s+Expected a (.+?)\. Got value: (.+)', message):
         key, expected, got = m.groups()
         expected = re.sub(r"<class '(\w+)'>", r"\1", expected)
+        if expected == "float" and got.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            return f"{key} must be a finite number, got {got.strip()!r}"
         return f"{key} expects {expected}, got {got.strip()!r}"
     if m := re.search(r"class_path '([\w.]+)':\s+module '[\w.]+' has no attribute", message):
         return (f"unknown class {m.group(1)!r}; use lit_nn.models.MLP, lit_nn.models.CNN or "

@@ -58,6 +58,7 @@ def run_trainer_command(argv: list[str]) -> Any:
         fetch_run_config,
         is_run_reference,
         load_checkpoint,
+        model_class_of,
     )
 
     argv = join_list_option(argv, "--images")
@@ -69,16 +70,33 @@ def run_trainer_command(argv: list[str]) -> Any:
                 if config is not None and not list(config_paths(argv)):
                     argv = [argv[0], "-c", str(config), *argv[1:]]
         resume = list(option_values(argv, "--resume"))
-        if argv[0] == "fit" and resume and not list(config_paths(argv)):  # a run elsewhere: its config too
-            config = fetch_run_config(resume[0], Path(fetched))
-            if config is not None:
-                argv = [argv[0], "-c", str(config), *argv[1:]]
-        for config in config_paths(argv):
-            check_config_file(config)
+        configured = list(config_paths(argv)) or list(option_values(argv, "--model"))
+        if argv[0] == "fit" and resume and not configured:  # a run elsewhere: its config too
+            argv = [argv[0], "-c", str(fetch_run_config(resume[0], Path(fetched))), *argv[1:]]
+        if argv[0] != "fit" and not configured and not list(option_values(argv, "--ckpt_path")):
+            raise UserError(f"lit-nn {argv[0]} needs the model to use: --ckpt_path with a checkpoint file or a "
+                            f"run id (`lit-nn runs` lists them), e.g. lit-nn {argv[0]} --ckpt_path RUN_ID")
+        model_classes = [check_config_file(config).get("model", {}) for config in config_paths(argv)]
+        model_classes = [m.get("class_path") for m in model_classes if isinstance(m, dict) and m.get("class_path")]
+        model_classes += list(option_values(argv, "--model"))
         for ckpt in option_values(argv, "--ckpt_path"):
             if ckpt not in ("last", "best", "hpc", "registry"):
-                load_checkpoint(ckpt)  # LightningCLI reads it while parsing: check it first
+                # LightningCLI reads it while parsing, and takes its model from it: check both first
+                saved = model_class_of(load_checkpoint(ckpt, trainer=True))
+                if saved and model_classes and _short(model_classes[-1]) != _short(saved):
+                    raise UserError(f"checkpoint {ckpt} holds a {_short(saved)} model, but the config builds a "
+                                    f"{_short(model_classes[-1])}; use the config the checkpoint was trained "
+                                    "with, or the run id instead of the file (it brings its config)")
+                if not model_classes:
+                    raise UserError(f"lit-nn {argv[0]} --ckpt_path {ckpt} needs the config the checkpoint was "
+                                    "trained with (-c FILE), or the run id instead of the file (it brings its "
+                                    "config; `lit-nn runs` lists them)")
         return _run_lightning_cli(argv)
+
+
+def _short(class_path: str) -> str:
+    """``lit_nn.models.cnn.CNN`` → ``CNN``."""
+    return class_path.rsplit(".", 1)[-1]
 
 
 def join_list_option(argv: list[str], option: str) -> list[str]:

@@ -8,7 +8,6 @@ Each command is one MLflow run (:mod:`lit_nn.tracking`), with checkpoints beside
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +23,9 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_nn.cli.progress import ProgressBar
+from lit_nn.cli.trainer_flags import check_trainer_flags
 from lit_nn.compat.jsonargparse import subcommand_parsers
+from lit_nn.compat.mlflow import name_refusal
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Metric
 from lit_nn.data.datamodule import LitDataModule
@@ -134,6 +135,7 @@ class LitNNCLI(LightningCLI):
         if "weights_only" in settings and settings.weights_only is None:
             settings.weights_only = True
         check_register(settings, self.subcommand)
+        check_names(settings)
 
     # -- building the Trainer ---------------------------------------------------------
     def _settings(self) -> Any:
@@ -151,7 +153,13 @@ class LitNNCLI(LightningCLI):
         settings = self._settings()
         if settings.get("images") and self.subcommand != "predict":
             raise UserError(f"--images is an option of lit-nn predict, not of lit-nn {self.subcommand}")
+        if self.subcommand == "test" and isinstance(self.datamodule, LitDataModule) \
+                and not self.datamodule.has_test_split:
+            raise UserError(f"lit-nn test evaluates a test split, and {type(self.datamodule).__name__} has none "
+                            "(a char-RNN's held-out text is its validation split); use lit-nn validate with the "
+                            "same options: its loss is in nats, val_bpc in bits per character")
         trainer_config = {**self.config_init[self.subcommand].get("trainer", {}), **kwargs}
+        check_trainer_flags(self.subcommand, trainer_config)
         check_trainer_outputs(self.subcommand, settings.experiment, trainer_config)  # before any run or work
         # lit-nn's, StopOnSigterm first (a SIGTERM stops the stage before the others' end hooks); Lightning's
         # instantiate_trainer adds the config's callback keys
@@ -183,9 +191,6 @@ class LitNNCLI(LightningCLI):
             raise UserError("--register registers the best checkpoint, and --trainer.enable_checkpointing false "
                             "writes none")
         callbacks.extend(self.extra_callbacks)
-        check_devices(trainer_config)
-        if self.subcommand == "fit":
-            check_budget(trainer_config)
         configured = trainer_config.get("callbacks") or []  # the config's trainer.callbacks come first
         trainer_config["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
         trainer_config["plugins"] = with_atomic_checkpoints(trainer_config.get("plugins"), tracker)
@@ -300,6 +305,15 @@ def with_atomic_checkpoints(plugins: Any, tracker: MLflowTracker | None) -> list
     return [*configured, AtomicCheckpointIO(tracker)]
 
 
+def check_names(settings: Any) -> None:
+    """The experiment, run name and tag keys MLflow would refuse once the run exists, refused before."""
+    checks = [("--experiment", settings.experiment, False), ("--run_name", settings.get("run_name"), False),
+              *(("--tags", key, True) for key in (settings.get("tags") or {}))]
+    for what, name, key in checks:
+        if name is not None and (refusal := name_refusal(what, str(name), key=key)):
+            raise UserError(refusal)
+
+
 def check_register(settings: Any, command: str) -> None:
     """``--register NAME``: fit only, with the model logged, and a name MLflow accepts."""
     name = settings.get("register")
@@ -310,27 +324,6 @@ def check_register(settings: Any, command: str) -> None:
     if not settings.log_model:
         raise UserError("--register registers the logged model, and --log_model false logs none; drop one of them")
     check_register_name(name)
-
-
-def check_budget(trainer_config: dict[str, Any]) -> None:
-    """Refuse a fit that would train nothing (and then test an untrained model as if it were a result)."""
-    for key in ("max_epochs", "max_steps", "limit_train_batches"):
-        value = trainer_config.get(key)
-        if value is not None and value == 0:
-            raise UserError(f"--trainer.{key} 0 trains nothing; give at least 1 (to evaluate a checkpoint "
-                            "without training, use lit-nn test --ckpt_path FILE)")
-
-
-def check_devices(trainer_config: dict[str, Any]) -> None:
-    """Refuse more CPU processes than cores: DDP on CPU would oversubscribe and crawl (or hang)."""
-    accelerator = str(trainer_config.get("accelerator", "auto"))
-    devices = trainer_config.get("devices", "auto")
-    devices = int(devices) if isinstance(devices, str) and devices.isdigit() else devices
-    cores = os.cpu_count() or 1
-    cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if cpu and isinstance(devices, int) and devices > cores:
-        raise UserError(f"--trainer.devices {devices} asks for more CPU processes than this machine's "
-                        f"{cores} cores; use at most {cores}")
 
 
 def describe_finish(trainer: Any) -> None:

@@ -46,3 +46,25 @@ def modules_to_packages(known: dict[str, list[str]]) -> Iterator[None]:
     finally:
         if requirements_utils._MODULES_TO_PACKAGES is known:
             requirements_utils._MODULES_TO_PACKAGES = None
+
+
+def name_refusal(what: str, name: str, *, key: bool = False) -> str | None:
+    """Why MLflow would refuse ``name`` as an experiment name (``what`` = "--experiment"), a run name
+    or a tag (``key``: a tag key, which lit-nn also logs as the param ``tags.KEY``), or None.
+
+    Why here: MLflow checks names only when the run is being written (a run created, then FAILED, for
+    a name it could have refused at once); its rules and limits live in ``mlflow.utils.validation``.
+    """
+    from mlflow.utils import validation
+
+    limit = {"--experiment": validation.MAX_EXPERIMENT_NAME_LENGTH}.get(what, validation.MAX_ENTITY_KEY_LENGTH)
+    if not name:
+        return f"{what} is empty; give a name"
+    if len(name) > limit:
+        return f"{what} is {len(name)} characters long; MLflow takes at most {limit}"
+    if key and not validation.validate_param_and_metric_name(name):
+        return (f"{what} key {name!r} has a character MLflow refuses in names; use letters, digits, "
+                "underscores, dashes, periods, spaces, colons and slashes")
+    if key and validation.path_not_unique(name):
+        return f"{what} key {name!r} is not a normalized path (no '..', './' or leading '/'); rename it"
+    return None

@@ -103,7 +103,13 @@ def path_metrics(path: np.ndarray, minimum: tuple[float, float], tol: float) -> 
 def path_figure(function: str, paths: dict[str, np.ndarray], lr: float) -> plt.Figure:
     """Contour lines of the surface with each optimizer's path drawn as points."""
     surface = SURFACES[function]
-    points = np.concatenate([*paths.values(), [surface.minimum]])
+    minimum = np.asarray(surface.minimum)
+    # the view: the start, the minimum and what lies within 3x their distance; a path that diverges
+    # (too large an lr) leaves it, and is drawn up to its edge and named so in the legend
+    reach = 3 * max(float(np.linalg.norm(next(iter(paths.values()))[0] - minimum)), 1.0)
+    shown = {name: np.where(np.isfinite(path), path, np.nan) for name, path in paths.items()}
+    inside = {name: np.linalg.norm(path - minimum, axis=1) <= reach for name, path in shown.items()}
+    points = np.concatenate([*(path[inside[name]] for name, path in shown.items()), [minimum]])
     lo, hi = points.min(axis=0), points.max(axis=0)
     pad = np.maximum((hi - lo) * 0.1, 0.5)
     xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 300)
@@ -114,12 +120,15 @@ def path_figure(function: str, paths: dict[str, np.ndarray], lr: float) -> plt.F
     fig, ax = plt.subplots(figsize=(9, min(max(6.5 * aspect + 1.3, 3.5), 9)))  # fits the equal-aspect axes
     ax.contour(grid_x, grid_y, z, levels=np.quantile(z, np.linspace(0.002, 0.9, 14)), colors="0.7",
                linewidths=0.8)
-    for name, path in paths.items():
+    for name, path in shown.items():
+        label = name if inside[name].all() else f"{name} (leaves the view)"
         ax.plot(path[:, 0], path[:, 1], "-", color=COLOURS[name], linewidth=0.6, alpha=0.6)
-        ax.plot(path[:, 0], path[:, 1], MARKERS[name], color=COLOURS[name], markersize=3, label=name,
+        ax.plot(path[:, 0], path[:, 1], MARKERS[name], color=COLOURS[name], markersize=3, label=label,
                 markerfacecolor="none", markeredgewidth=0.8)
     ax.plot(*next(iter(paths.values()))[0], "ks", markersize=6)
     ax.plot(*surface.minimum, "k*", markersize=12)
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(ys[0], ys[-1])
     ax.set_aspect("equal")  # true geometry: the stretched bowl really is 20x flatter in x
     ax.set_xlabel("x")
     ax.set_ylabel("y")
@@ -167,7 +176,7 @@ def run(
     optimizers: Sequence[str] = tuple(OPTIMIZER_SETTINGS),
     steps: int = 100,
     lr: float = 0.1,
-    start: tuple[float, float] | None = None,
+    start: Sequence[float] | None = None,
     tol: float = 1e-3,
 ) -> dict:
     """Run every optimizer on every function; log paths, metrics and figures in one MLflow run.
@@ -177,14 +186,15 @@ def run(
         optimizers: torch.optim optimizers to compare (momentum is SGD with momentum 0.9).
         steps: optimizer steps.
         lr: learning rate, the same for every optimizer.
-        start: start point (x, y) for every chosen function (default: each function's own).
+        start: start point X Y for every chosen function (default: each function's own); a list, so
+            that a wrong count is named here (``--start 1``), not as a failed tuple type.
         tol: distance to the minimum that counts as arrived.
 
     Returns ``{"results": {function: {optimizer: metrics + "path"}}, "summary", "run_id"}``.
     """
     check_options(functions, optimizers, steps, lr, tol)
     if start is not None and (len(start) != 2 or not all(math.isfinite(v) for v in start)):
-        raise UserError(f"start takes two finite numbers X Y, got {list(start)}")
+        raise UserError(f"--start takes two finite numbers X Y, got {list(start)}")
     params = {"functions": ",".join(functions), "optimizers": ",".join(optimizers), "steps": steps,
               "lr": lr, "start": "default" if start is None else f"{start[0]},{start[1]}", "tol": tol}
     with lab_run("trajectories", params) as rec:

@@ -165,6 +165,9 @@ class CharRNN(LitModel):
     def vocab(self) -> str:
         return self.hparams.vocab or ""
 
+    def chance_loss(self) -> float | None:
+        return math.log(len(self.vocab)) if len(self.vocab) > 1 else None
+
     def setup(self, stage: str) -> None:
         trainer = attached_trainer(self)
         datamodule = trainer.datamodule if trainer is not None else None
@@ -276,7 +279,8 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator:
     """One character id from a logit vector: argmax at temperature 0, else a (top-k) draw."""
     if temperature == 0:
         return int(logits.argmax())
-    logits = logits.float().cpu() / temperature
+    logits = logits.double().cpu()  # double: 1e-45 is 0 in float32, and x / 0 is NaN
+    logits = (logits - logits.max()) / temperature  # <= 0: a tiny temperature tends to argmax, never to inf/inf
     if top_k and top_k < logits.numel():
         threshold = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < threshold, float("-inf"))

@@ -8,9 +8,7 @@ char-RNN checkpoint given to a classifier config is refused with a sentence, not
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +17,31 @@ import torch
 from lit_nn.core.errors import UserError, require_file
 from lit_nn.core.names import Tag
 
+# what Lightning's own loading reads first (a bare state_dict saved with torch.save has neither)
+LIGHTNING_KEYS = ("state_dict", "pytorch-lightning_version")
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint file with ``weights_only=True``; bad files get one clear sentence."""
+
+def load_checkpoint(path: str | Path, trainer: bool = False) -> dict[str, Any]:
+    """Read a checkpoint file with ``weights_only=True``; bad files get one clear sentence.
+
+    ``trainer``: the file goes on to Lightning's Trainer (``--ckpt_path``), which needs every key of
+    :data:`LIGHTNING_KEYS`; ``generate`` and the model export need only the ``state_dict``.
+    """
     path = require_file(path, "checkpoint", f"a .ckpt file (e.g. {path}/last.ckpt)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as err:
-        text = str(err).strip() or type(err).__name__
-        first = text.splitlines()[0].split(". ")[0][:160]
-        raise UserError(f"{path} is not a readable checkpoint (truncated or not a torch file: {first})") from None
     except OSError as err:
         raise UserError(f"cannot read checkpoint {path} ({err.strerror})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserError(f"{path} is a torch file but not a Lightning checkpoint (no state_dict)")
+    except Exception as err:  # noqa: BLE001 - any bytes may reach the unpickler: KeyError, IndexError...
+        text = str(err).strip() or type(err).__name__
+        first = text.splitlines()[0].split(". ")[0][:160]
+        raise UserError(f"{path} is not a readable checkpoint (truncated or not a torch file: {first}); "
+                        "give a .ckpt file that lit-nn fit wrote") from None
+    needed = LIGHTNING_KEYS if trainer else LIGHTNING_KEYS[:1]
+    missing = [key for key in needed if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise UserError(f"{path} is a torch file but not a lit-nn (Lightning) checkpoint (no {missing[0]}); "
+                        "give a .ckpt file that lit-nn fit wrote")
     return checkpoint
 
 
@@ -85,17 +94,21 @@ def fetch_run_checkpoint(ref: str, dest: Path) -> tuple[Path, Path | None]:
     return checkpoint, config
 
 
-def fetch_run_config(run_id: str, dest: Path) -> Path | None:
-    """The ``config.yaml`` a run was started with (None if it has none), e.g. to resume it in a
-    folder that holds nothing of it."""
+def fetch_run_config(run_id: str, dest: Path) -> Path:
+    """The ``config.yaml`` a run was started with, e.g. to resume it in a folder that holds nothing
+    of it (``lit-nn fit --resume RUN_ID`` without ``-c``)."""
     from lit_nn.tracking.store import tracking_client
 
     client = tracking_client()
     try:
         names = {a.path for a in client.list_artifacts(run_id)}
-    except Exception:  # noqa: BLE001 - an unknown run: --resume reports it in its own words
-        return None
-    return _download(client, run_id, "config.yaml", dest, f"run {run_id}") if "config.yaml" in names else None
+    except Exception:  # noqa: BLE001 - MLflow raises its own RestException/MlflowException
+        raise UserError(f"--resume {run_id}: no such run in the tracking store; `lit-nn runs` lists "
+                        "the runs and their ids") from None
+    if "config.yaml" not in names:
+        raise UserError(f"--resume {run_id}: the run has no config.yaml to rebuild its model from; "
+                        "give the config it was trained with: -c FILE")
+    return _download(client, run_id, "config.yaml", dest, f"run {run_id}")
 
 
 def _download(client: object, run_id: str, artifact: str, dest: Path, what: str) -> Path:

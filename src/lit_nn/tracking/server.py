@@ -331,10 +331,29 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
         time.sleep(0.5)
 
 
+def check_plan(plan: ServerPlan) -> None:
+    """What would make the server fail after PostgreSQL started, refused before anything starts:
+    a missing extra, a port out of range or taken."""
+    if not 1 <= plan.port <= 65535:
+        raise UserError(f"--port {plan.port} is not a TCP port; give one from 1 to 65535")
+    if importlib_missing("psycopg"):
+        raise UserError("the team server stores runs in PostgreSQL through psycopg 3: pip install 'lit-nn[server]'")
+    if plan.auth and importlib_missing("flask_wtf"):
+        raise UserError("--auth true runs MLflow's basic-auth app, whose packages (Flask-WTF) are not installed: "
+                        "pip install 'lit-nn[server]'")
+    family = socket.AF_INET6 if ":" in plan.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no use
+        try:
+            probe.bind((plan.host, plan.port))
+        except OSError as err:
+            raise UserError(f"--port {plan.port} on {plan.host} cannot be used ({err.strerror}); another server may "
+                            "be listening there: give a free port with --port N") from None
+
+
 def serve(plan: ServerPlan) -> None:
     """Start PostgreSQL and the tracking server, print where it is, serve until Ctrl-C/SIGTERM."""
-    if importlib_missing("psycopg"):
-        raise UserError("the team server stores runs in PostgreSQL through psycopg 3: pip install 'lit-nn[postgres]'")
+    check_plan(plan)
     folder = plan.folder.resolve()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--folder {folder} is a file, not a folder: give a new or existing folder")
