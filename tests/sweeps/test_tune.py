@@ -17,6 +17,7 @@ import yaml
 
 from lit_nn.core.errors import UserError
 from lit_nn.sweeps.grid import expand, load_sweep, parse_sweep
+from lit_nn.sweeps.plan import diverged
 from lit_nn.sweeps.tune import Dimension, design, edge_warnings, parse_tune
 from team import needs_postgres, team_server, tune_storage
 
@@ -342,13 +343,15 @@ def test_the_tuned_optimizer_comparison_runs_end_to_end_on_the_team_server(tmp_p
         experiment = client.get_experiment_by_name("compare_optimizers_tuned").experiment_id
         runs = client.search_runs([experiment], "tags.phase = 'tune'")
         assert sorted(r.data.tags["tune_arm"] for r in runs) == sorted(arms)
-        assert all(r.info.status == "FINISHED" and "test_acc" not in r.data.metrics for r in runs)
+        # a trial at too large an lr may diverge (rmsprop at lr 0.18 did): FAILED as diverged is its result
+        assert all((r.info.status == "FINISHED" or diverged(r)) and "test_acc" not in r.data.metrics for r in runs)
+        ended = {r.data.tags["tune_arm"]: "COMPLETE" if r.info.status == "FINISHED" else "FAIL" for r in runs}
         again = subprocess.run([*command, "--tune.storage", storage], cwd=tmp_path, env=env, capture_output=True,
                                text=True, timeout=300)
         assert again.returncode == 0 and "0 to run, 7 already FINISHED" in again.stdout, again.stderr[-2000:]
         studies = study_trials(storage, "compare_optimizers_tuned")
         for arm in arms:  # one trial each, told from its run, none left RUNNING
-            assert [(t.user_attrs["slot"], t.state.name) for t in studies[arm]] == [(0, "COMPLETE")], arm
+            assert [(t.user_attrs["slot"], t.state.name) for t in studies[arm]] == [(0, ended[arm])], arm
 
 
 @pytest.mark.slow

@@ -42,7 +42,10 @@ ask_torch_for_cuda_without_gpus()  # at import: after Lightning's import set it,
 
 
 class DivergedError(UserError):
-    """The training loss became NaN or infinite; the run is marked FAILED with this reason."""
+    """The training loss became NaN or infinite, or far above chance; the run is marked FAILED with this reason."""
+
+
+EXPLODED = 100  # a mean training loss over this many times chance's (log of the classes) has diverged
 
 
 Monitor = tuple[str, Literal["min", "max"]]
@@ -146,7 +149,27 @@ class LitModel(L.LightningModule):
         # the same value as self.log(on_epoch=True) every step: the weighted mean loss, averaged
         # over ranks (the loaders give every rank an equal shard)
         total = self._train_loss_sum if self._train_loss_sum is not None else torch.zeros((), device=self.device)
-        self.log(Metric.TRAIN_LOSS, total / max(self._train_seen, 1), prog_bar=True, sync_dist=True)
+        mean = total / max(self._train_seen, 1)
+        self.raise_if_exploded(mean)
+        self.log(Metric.TRAIN_LOSS, mean, prog_bar=True, sync_dist=True)
+
+    def chance_loss(self) -> float | None:
+        """The cross-entropy of guessing uniformly, log(classes): what an untrained model scores."""
+        return None
+
+    def raise_if_exploded(self, mean_loss: torch.Tensor) -> None:
+        """A finite loss far above chance has diverged as surely as NaN (Adam at lr 1e6 once ended
+        FINISHED with train_loss 5.8e22): one read per epoch, so no per-step host sync."""
+        chance = self.chance_loss()
+        if chance is None or not chance > 0:
+            return
+        value = float(mean_loss)
+        if value > EXPLODED * chance:
+            raise DivergedError(
+                f"training diverged: the mean training loss of epoch {self.current_epoch} is {value:.3g}, over "
+                f"{EXPLODED} × chance (log of the classes: {chance:.3g}); try a smaller learning rate "
+                f"(lr={self.hparams.lr})"
+            )
 
     # None: check every step on the CPU (free there), every logging interval on a GPU, where
     # reading a value back each step would stall the device (one host sync per step)
@@ -222,6 +245,10 @@ class Classifier(LitModel):
         self.val_acc = metric(num_classes, average="micro", validate_args=False)
         self.test_acc = metric(num_classes, average="micro", validate_args=False)
         self.test_confusion = torchmetrics.classification.MulticlassConfusionMatrix(num_classes)
+        self.num_classes = num_classes
+
+    def chance_loss(self) -> float | None:
+        return math.log(self.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
