@@ -41,3 +41,11 @@ def test_lr_find_options_are_checked():
                         (["--num_training", "ten"], "expects an integer"), (["--max_lr"], "needs a value")):
         with pytest.raises(UserError, match=words):
             split_options(argv)
+
+
+def test_lr_find_is_a_lit_nn_command(capsys):
+    from helpers import assert_clean_error, run_main
+
+    assert_clean_error(run_main(capsys, "lr_find", "-c", "experiments/mnist_mlp.yaml", "--num_training", "1"),
+                       "--num_training 1 is too few steps")
+    assert run_main(capsys, "lr_find", "--help").stdout.startswith("usage: lit-nn lr_find")

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from lit_nn.cli.lr_find import run_lr_find
 from lit_nn.cli.tool_parser import ToolCommand, build_parser, option_names, parse, unknown_option
 from lit_nn.core.errors import UserError, check_positive, unknown_choice
 
@@ -440,6 +441,8 @@ COMMANDS: dict[str, ToolCommand] = {
                         "(--copy_to)"),
     "server": ToolCommand("server", server, "a team tracking server: PostgreSQL + mlflow server, artifacts proxied",
                           positional=False),
+    "lr_find": ToolCommand("lr_find", run_lr_find, "Lightning's learning-rate finder on a fit config: the loss "
+                           "against lr, a suggestion"),
 }
 
 
@@ -449,6 +452,8 @@ def run_tool(name: str, argv: list[str]) -> None:
         run_sweep_command(argv)
     elif name == "lab":
         run_lab_command(argv)
+    elif name == "lr_find":
+        run_lr_find(argv)
     else:
         command = COMMANDS[name]
         command.function(**parse(command, argv))

@@ -13,9 +13,12 @@ search, which drives the loss up on purpose.
 
 from __future__ import annotations
 
+import logging
 import math
 import shlex
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from lit_nn.core.errors import UserError
@@ -64,6 +67,23 @@ def config_args(argv: list[str]) -> list[str]:
     return out
 
 
+@contextmanager
+def quiet_finder() -> Iterator[None]:
+    """The finder's own checkpoint round trip is no news to the user: Lightning's info lines about it
+    ("Restoring states...", "`Trainer.fit` stopped", "`weights_only` was not set") are dropped; its
+    warnings stay."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch.utilities.rank_zero",
+                                                    "lightning.pytorch.trainer.connectors.checkpoint_connector")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def run_lr_find(argv: list[str]) -> float | None:
     """Run the finder on the fit command line ``argv``; return the suggested lr (None: no suggestion)."""
     if {"-h", "--help"} & set(argv):
@@ -100,7 +120,9 @@ def run_lr_find(argv: list[str]) -> float | None:
     model, data = built.model, built.data
     if not isinstance(model, LitModel):
         raise UserError(f"lr_find tunes a lit-nn model; {type(model).__name__} is not one")
-    model.check_finite = lambda loss, batch_idx: None  # the search diverges on purpose at its end
+    # the search diverges on purpose at its end: neither divergence check may stop it
+    model.check_finite = lambda loss, batch_idx: None
+    model.raise_if_exploded = lambda mean_loss: None
 
     uri = prepare_store()
     ensure_experiment(EXPERIMENT, uri)
@@ -113,8 +135,10 @@ def run_lr_find(argv: list[str]) -> float | None:
     with tempfile.TemporaryDirectory(prefix="lit-nn-lr-find-") as root:
         trainer = L.Trainer(**{**TRAINER_DEFAULTS, **trainer_args}, logger=False,
                             enable_checkpointing=False, enable_progress_bar=False, default_root_dir=root)
-        finder = Tuner(trainer).lr_find(model, datamodule=data, min_lr=options["min_lr"], max_lr=options["max_lr"],
-                                        num_training=options["num_training"], update_attr=False)
+        with quiet_finder():
+            finder = Tuner(trainer).lr_find(model, datamodule=data, min_lr=options["min_lr"],
+                                            max_lr=options["max_lr"], num_training=options["num_training"],
+                                            update_attr=False)
     suggestion = finder.suggestion() if finder is not None else None
     client, run_id = tracker.experiment, tracker.run_id
     config_yaml = parser.dump(config, skip_none=False, format="yaml")

@@ -28,7 +28,7 @@ TRAINER_COMMANDS = {
 }
 # commands whose product is an MLflow run (or a service), not their output: a broken stdout does not
 # stop them (lit_nn.core.streams)
-WORK_COMMANDS = {*TRAINER_COMMANDS, "sweep", "lab", "server"}
+WORK_COMMANDS = {*TRAINER_COMMANDS, "sweep", "lab", "server", "lr_find"}
 
 
 def works_past_closed_output(argv: list[str]) -> bool:
