@@ -105,8 +105,9 @@ def test_the_document_shows_lab_fit_tools_and_make():
 @pytest.mark.parametrize("argv", lit_nn_commands(), ids=lambda a: " ".join(a)[:60])
 def test_every_lit_nn_command_parses(argv: list[str]):
     """Parse (never run) each command with the parser the real command uses."""
-    from lit_nn.cli.commands import COMMANDS, check_points, split_fit_options
+    from lit_nn.cli.commands import COMMANDS
     from lit_nn.cli.main import TRAINER_COMMANDS
+    from lit_nn.cli.sweep_command import check_points, split_fit_options
     from lit_nn.cli.tool_parser import ToolCommand, parse
 
     name, rest = argv[0], argv[1:]

@@ -9,7 +9,9 @@ import shlex
 
 import pytest
 
-from lit_nn.cli.commands import COMMANDS, lab_parser, split_fit_options
+from lit_nn.cli.commands import COMMANDS
+from lit_nn.cli.lab_command import lab_parser
+from lit_nn.cli.sweep_command import split_fit_options
 from lit_nn.cli.tool_parser import ToolCommand, build_parser, normalize_argv, parse
 from lit_nn.lab import LABS
 
@@ -66,7 +68,8 @@ def test_a_typo_in_any_command_is_one_line_with_a_suggestion(argv, suggestion, c
 
 
 def test_habitual_spellings_are_accepted():
-    from lit_nn.cli.commands import compare, runs, sweep
+    from lit_nn.cli.commands import compare, runs
+    from lit_nn.cli.sweep_command import sweep
     from lit_nn.lab.trajectories import run as trajectories
 
     assert normalize_argv(["f.yaml", "--dry-run", "--no-report", "--workers", "2"], sweep) == [
@@ -127,8 +130,8 @@ def test_the_readme_shows_commands_of_every_kind():
 @pytest.mark.parametrize("argv", readme_commands(), ids=lambda a: " ".join(a)[:60])
 def test_readme_command_still_parses(argv: list[str], capsys):
     """Parse (never run) each README command with the parser the real command uses."""
-    from lit_nn.cli.commands import check_points
     from lit_nn.cli.main import TRAINER_COMMANDS
+    from lit_nn.cli.sweep_command import check_points
     from lit_nn.cli.train import trainer_parser
 
     if not argv or "--help" in argv:
@@ -143,7 +146,7 @@ def test_readme_command_still_parses(argv: list[str], capsys):
             rest = ["-c", str(REPO / "experiments" / "mnist_cnn.yaml"), *rest]  # a run id brings its config
         trainer_parser(name).parse_args(join_list_option(rest, "--images"))
     elif name == "sweep":
-        from lit_nn.cli.commands import split_tune_options
+        from lit_nn.cli.sweep_command import split_tune_options
         from lit_nn.sweeps.grid import expand, load_sweep
 
         mine, extra = split_fit_options(rest)

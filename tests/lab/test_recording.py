@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lit_nn import cli
-from lit_nn.cli.commands import lab_parser
-from lit_nn.cli.commands import run_lab_command as lab_main
+from lit_nn.cli.lab_command import lab_parser
+from lit_nn.cli.lab_command import run_lab_command as lab_main
 from lit_nn.compat.jsonargparse import parser_actions, subcommand_parsers
 from lit_nn.core.errors import UserError
 from lit_nn.lab import LABS

@@ -96,7 +96,7 @@ def test_the_test_split_is_looked_up_when_points_test_after_fit(tmp_path, monkey
 
 
 def test_each_distinct_data_section_is_looked_up_once(tmp_path, monkeypatch):
-    from lit_nn.cli.commands import check_points
+    from lit_nn.cli.sweep_command import check_points
     from lit_nn.data.images import ImageDataModule
     from lit_nn.sweeps.grid import expand, load_sweep
 

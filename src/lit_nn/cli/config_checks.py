@@ -21,7 +21,8 @@ from lit_nn.core.errors import UserError, require_file
 from lit_nn.core.signatures import init_arg_names
 
 TOP_LEVEL_KEYS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "weights_only", "experiment",
-                  "run_name", "tags", "log_checkpoint", "test_after_fit", "resume", "images")
+                  "run_name", "tags", "log_checkpoint", "log_model", "register", "test_after_fit", "resume", "images",
+                  "dynamics", "dynamics_every", "system_metrics")
 
 
 def option_values(argv: list[str], *names: str) -> Iterator[str]:
