@@ -13,6 +13,7 @@ whose reports also quote each group's last generated text sample.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+# headless Agg, except in a notebook kernel, whose inline backend (ipykernel sets MPLBACKEND) shows figures
+if "inline" not in os.environ.get("MPLBACKEND", ""):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 

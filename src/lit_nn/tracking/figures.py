@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
+# headless Agg, except in a notebook kernel, whose inline backend (ipykernel sets MPLBACKEND) shows figures
+if "inline" not in os.environ.get("MPLBACKEND", ""):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
