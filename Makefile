@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
-.PHONY: help install train train-rnn test test-kernels test-slow test-gpu lint ui server lab figures bench \
+.PHONY: help install train train-rnn test test-kernels test-slow test-gpu lint ui server lab figures bench notebooks \
         compare-optimizers compare-depth compare-activations compare-models compare-rnn-cells clean \
         compare-optimizers-tuned compare-depth-tuned compare-activations-tuned compare-linear
 
@@ -82,6 +82,12 @@ test-gpu: install         ## CUDA tests: fit, bf16, determinism, GPU checkpoint 
 
 figures: install          ## the learning path's figures: docs/figures/*.png from the real commands, small budgets (~2 min)
 	$(BIN)/python docs/make_figures.py $(ARGS)
+
+# notebooks/*.py (English) and notebooks/ja/*.py (Japanese) are jupytext py:percent sources
+notebooks: install        ## the notebooks as .ipynb in notebooks/_build/ (ARGS=--execute runs them too); open with jupyter lab or VS Code
+	@mkdir -p notebooks/_build/ja
+	for nb in notebooks/*.py; do $(BIN)/jupytext --to ipynb -o notebooks/_build/$$(basename $$nb .py).ipynb $(ARGS) $$nb || exit 1; done
+	for nb in notebooks/ja/*.py; do $(BIN)/jupytext --to ipynb -o notebooks/_build/ja/$$(basename $$nb .py).ipynb $(ARGS) $$nb || exit 1; done
 
 bench: install            ## speed benchmarks → BENCHMARKS.md (make bench ARGS=--quick to check it works)
 	$(BIN)/python -m benchmarks $(ARGS)
