@@ -103,6 +103,10 @@ CASES = [
                                           "{tmp}/rnn/abc.ckpt"], ["holds a CharRNN model", "builds a MLP"]),
     ("generate-seed-overflow", ["generate", "--ckpt", "{tmp}/rnn/abc.ckpt", "--seed", "18446744073709551616"],
      ["--seed 18446744073709551616 is out of range"]),
+    ("path-starting-with-a-dash", ["fit", "-c", "experiments/char_rnn.yaml", "--data.init_args.path", "-corpus.txt"],
+     ["--data.init_args.path -corpus.txt", "joined to its option: --data.init_args.path=-corpus.txt"]),
+    ("sweep-file-is-a-directory", ["sweep", "{tmp}"], ["sweep file", "is a directory"]),
+    ("sweep-yaml-syntax", ["sweep", "{tmp}/syntax.yaml"], ["sweep file", "not valid YAML", "line 5, column 4"]),
     ("tag-key-mlflow-refuses", [*MLP, "--tags", '{"bad key!": "v"}'], ["--tags key 'bad key!'", "letters, digits"]),
 ]
 
@@ -170,7 +174,7 @@ def test_non_writable_tracking_store(tmp_path, monkeypatch, capsys):
 
 
 def test_catalogue_is_large_enough():
-    assert len(CASES) >= 57
+    assert len(CASES) >= 60
 
 
 def test_a_server_port_in_use_is_named_before_anything_starts(tmp_path, capsys):
@@ -208,3 +212,15 @@ def test_resuming_with_fewer_epochs_than_trained_is_one_sentence(capsys, client)
                       "--trainer.enable_progress_bar", "false")
     assert_clean_error(result, "last checkpoint is from epoch 2", "--trainer.max_epochs 1", "more than 3")
     assert client.get_run(run_id).info.status != "RUNNING"
+
+
+def test_a_config_file_whose_name_starts_with_a_dash_is_joined_to_its_option(tmp_path, monkeypatch, capsys):
+    """argparse takes ``-cfg.yaml`` after ``-c`` for an option, and once said only "expected one argument"."""
+    import shutil
+
+    from helpers import REPO
+
+    shutil.copy(REPO / "experiments" / "mnist_mlp.yaml", tmp_path / "-cfg.yaml")
+    monkeypatch.chdir(tmp_path)
+    result = run_main(capsys, "fit", "-c", "-cfg.yaml")
+    assert_clean_error(result, "-c -cfg.yaml: a value that starts with '-' must be joined to its option: -c=-cfg.yaml")

@@ -116,7 +116,12 @@ def test_base_file_is_merged_under_the_inline_config(tmp_path: Path):
     ({"seeds": [0, True]}, "each entry of seeds must be an int, got 'True'"),
     ({"seeds": []}, "'seeds' must be a non-empty list of integers"),
     ({"seeds": [1, 1]}, "'seeds' has duplicates"),
-    ({"grid": {"model.depth": [1]}, "group_by": "dpeth"}, "unknown group_by 'dpeth' (did you mean 'depth'?)"),
+    ({"grid": {"model.depth": [1]}, "group_by": "dpeth"},
+     "group_by 'dpeth' is not a key this sweep varies (valid: depth, seed, sweep_point); the nearest varied key "
+     "is 'depth'"),
+    ({"grid": {"model.depht": [1]}, "group_by": "depth"},  # the grid key misspelt, the group right
+     "group_by 'depth' is not a key this sweep varies (valid: depht, seed, sweep_point); the nearest varied key "
+     "is 'depht': is one of the two misspelt?"),
     ({"points": [{"name": "a", "model.lr": 1}], "grid": {"model.lr": [1, 2]}}, "which the grid also varies"),
     ({"grid": {"model..lr": [1]}}, "bad config key 'model..lr'"),
 ])

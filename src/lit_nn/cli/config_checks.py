@@ -15,10 +15,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import yaml
-
-from lit_nn.core.errors import UserError, require_file
+from lit_nn.core.errors import UserError
 from lit_nn.core.signatures import init_arg_names
+from lit_nn.core.yaml_files import read_yaml_mapping
 
 TOP_LEVEL_KEYS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "weights_only", "experiment",
                   "run_name", "tags", "log_checkpoint", "log_model", "register", "test_after_fit", "resume", "images",
@@ -52,25 +51,7 @@ def _nan_keys(node: Any, prefix: str = "") -> Iterator[str]:
 
 def check_config_file(name: str) -> dict[str, Any]:
     """Read a YAML config the way a user needs it checked: exists, is a file, parses, holds no NaN."""
-    path = require_file(name, "config file", "a YAML file such as experiments/mnist_cnn.yaml")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except PermissionError:
-        raise UserError(f"config file {name} is not readable (permission denied)") from None
-    except UnicodeDecodeError as err:
-        raise UserError(f"config file {name} is not UTF-8 text (bad byte at offset {err.start})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"config file {name} is not valid YAML: {problem}{where}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"config file {name} must hold a mapping of keys (model:, data:, trainer:), "
-                        f"not a {type(data).__name__}")
+    data = read_yaml_mapping(name, "config file", "a YAML file such as experiments/mnist_cnn.yaml")
     bad = list(_nan_keys(data))
     if bad:
         raise UserError(f"config file {name}: {bad[0]} is NaN or infinite; give a finite number")

@@ -133,7 +133,9 @@ def _run_lightning_cli(argv: list[str]) -> Any:
             option = next((w.split("=", 1)[0] for w in message.split(":", 1)[1].split() if w.startswith("-")), "")
             if option:
                 raise unknown_option(option, option_names(trainer_parser(argv[0])), f"lit-nn {argv[0]}") from None
-        raise UserError(condense_parser_error(message)) from None
+        from lit_nn.cli.tool_parser import needs_a_value
+
+        raise needs_a_value(message, f"lit-nn {argv[0]}", argv) or UserError(condense_parser_error(message)) from None
 
 
 # Lightning's info lines that are advertisement or say nothing on the machine at hand; its

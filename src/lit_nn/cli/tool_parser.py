@@ -155,7 +155,7 @@ def _scalar(text: str) -> Any:
     return text
 
 
-def parser_error(err: Exception, parser: ArgumentParser, prog: str) -> UserError:
+def parser_error(err: Exception, parser: ArgumentParser, prog: str, argv: list[str]) -> UserError:
     """One sentence for a jsonargparse error, with the nearest option for a typo."""
     message = str(err)
     if message.startswith("unrecognized arguments:"):
@@ -164,10 +164,23 @@ def parser_error(err: Exception, parser: ArgumentParser, prog: str) -> UserError
         if unknown is None:
             return UserError(f"{prog}: unexpected argument {words[0]!r}; see '{prog} --help'")
         return unknown_option(unknown, option_names(parser), prog)
-    if message.startswith("argument --") and "expected one argument" in message:
-        option = message.split()[1].rstrip(":")
-        return UserError(f"{prog}: {option} needs a value; see '{prog} --help'")
-    return UserError(f"{prog}: {condense_parser_error(message)}")
+    return needs_a_value(message, prog, argv) or UserError(f"{prog}: {condense_parser_error(message)}")
+
+
+def needs_a_value(message: str, prog: str, argv: list[str]) -> UserError | None:
+    """argparse's "argument -c/--config: expected one argument": an option given last, or followed by
+    a value that starts with a dash (``-c -cfg.yaml``), which argparse takes for another option."""
+    if not (message.startswith("argument -") and "expected one argument" in message):
+        return None
+    names = message.split()[1].rstrip(":").split("/")  # ['-c', '--config'], or ['--data'] for --data.init_args.x
+    for i, typed in enumerate(argv):
+        if typed in names or typed.startswith(tuple(f"{name}." for name in names)):
+            if i + 1 < len(argv) and argv[i + 1].startswith("-"):
+                return UserError(f"{prog}: {typed} {argv[i + 1]}: a value that starts with '-' must be joined to "
+                                 f"its option: {typed}={argv[i + 1]}")
+            if i + 1 == len(argv):
+                break
+    return UserError(f"{prog}: {'/'.join(names)} needs a value; see '{prog} --help'")
 
 
 def option_names(parser: ArgumentParser) -> list[str]:
@@ -190,5 +203,5 @@ def parse(command: ToolCommand, argv: list[str], parser: ArgumentParser | None =
     try:
         namespace = parser.parse_args(normalize_argv(argv, command.function, command.optional_positional))
     except Exception as err:  # noqa: BLE001 - jsonargparse raises ArgumentError and friends
-        raise parser_error(err, parser, prog) from None
+        raise parser_error(err, parser, prog, argv) from None
     return {key: value for key, value in namespace.as_dict().items() if key != "__path__"}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import hashlib
 import itertools
@@ -30,10 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lit_nn.core.errors import UserError, unknown_choice
 from lit_nn.core.names import Tag
+from lit_nn.core.yaml_files import read_yaml_mapping
 from lit_nn.sweeps.tune import Dimension, TuneSpec, confirm_seeds, design, merged_space, parse_tune
 
 SPACE = "space"  # a point's own search space in a tuned sweep (lit_nn.sweeps.tune)
@@ -153,15 +153,7 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 # -- loading -------------------------------------------------------------------------------
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{what} {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{what} {str(path)!r} is not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{what} {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path, what, "a YAML file such as experiments/compare_depth.yaml")
 
 
 def _check_key(key: Any, where: str) -> str:
@@ -341,8 +333,11 @@ def parse_sweep(raw: dict[str, Any], path: Path | None = None, tune_overrides: l
     valid_groups = {POINT_NAME, "seed", *(short_key(k) for k in grid),
                     *(short_key(k) for p in points for k in p if k != "name")}
     if typed.group_by and group_by not in valid_groups:
-        raise unknown_choice("group_by", group_by, sorted(valid_groups | {"model", "optimizer", "activation",
-                                                                          "depth", "dataset"}))
+        varied = sorted(valid_groups - {POINT_NAME, "seed"})
+        near = difflib.get_close_matches(group_by, varied, n=1, cutoff=0.6)
+        hint = f"; the nearest varied key is {near[0]!r}: is one of the two misspelt?" if near else ""
+        raise UserError(f"{where}: group_by {group_by!r} is not a key this sweep varies "
+                        f"(valid: {', '.join(sorted(valid_groups))}){hint}")
     tune = None
     spaces: dict[str, dict[str, Dimension]] = {}
     if tuned:
