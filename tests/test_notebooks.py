@@ -78,7 +78,7 @@ def test_the_japanese_notebook_runs_the_same_code(english: Path):
     assert re.search(r"[\u3040-\u30ff]", prose), "the Japanese notebook's text is not in Japanese"
 
 
-@pytest.mark.xfail(strict=True, reason="only step 1 has its notebooks yet; steps 2-11 are still to be written "
+@pytest.mark.xfail(strict=True, reason="only steps 1-4 have their notebooks yet; the later steps' are still to be written "
                    "(issue 27): remove this mark when they are")
 @pytest.mark.parametrize("language", ["en", "ja"])
 def test_every_learning_path_step_links_to_a_notebook(language: str):
@@ -86,7 +86,7 @@ def test_every_learning_path_step_links_to_a_notebook(language: str):
     paths = ENGLISH if language == "en" else JAPANESE
     doc = DOCS[language]
     anchors = step_anchors(doc)
-    assert len(anchors) == 11
+    assert anchors, f"no '## N. ' step in {doc.name}"
     linked = set()
     for path in paths:
         prose = "".join(c.source for c in read(path).cells if c.cell_type == "markdown")
