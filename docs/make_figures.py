@@ -29,6 +29,11 @@ WIDTH = 1000  # pixels: readable on a page, and well under MAX_BYTES as a 256-co
 LAB = "artifacts/lab/*/artifacts/"
 TINY_FIT = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
             "--trainer.limit_test_batches", "1"]
+DYNAMICS = "artifacts/mnist/*/artifacts/dynamics/"  # a fit's per-layer histogram heatmaps
+WATCH = ["--trainer.max_epochs", "5", "--dynamics_every", "10"]  # step 12's runs: ~20 s each
+WATCH_QUICK = ["--trainer.max_epochs", "2", *TINY_FIT]  # two epochs: two rows in each heatmap
+VANISHING = ["--model.init_args.depth", "3", "--model.init_args.optimizer", "sgd", "--model.init_args.lr", "0.1",
+             "--model.init_args.activation"]
 
 # (command, its --quick extras, [(figure under the throwaway folder, file in docs/figures/)]).
 # {repo} is the repository: the commands run in the throwaway folder, so reports/ land there.
@@ -63,6 +68,18 @@ STEPS: list[tuple[list[str], list[str], list[tuple[str, str]]]] = [
      ["--trainer.max_epochs", "1", *TINY_FIT, "--model.init_args.sample_length", "10"], []),
     (["compare", "--experiment", "char_rnn", "--group_by", "cell"], [],
      [("reports/char_rnn/curves.png", "rnn_curves.png")]),
+    # step 12, watching a network learn: the runs' per-layer dynamics (the documents' own budgets)
+    (["fit", "-c", "{repo}/experiments/mnist_mlp.yaml", "--model.init_args.lr", "0.1", *WATCH], WATCH_QUICK,
+     [(DYNAMICS + "activations.png", "dynamics_dead_relu.png")]),
+    (["fit", "-c", "{repo}/experiments/mnist_mlp.yaml", "--experiment", "vanishing", *VANISHING, "sigmoid",
+      *WATCH], WATCH_QUICK, []),
+    (["fit", "-c", "{repo}/experiments/mnist_mlp.yaml", "--experiment", "vanishing", *VANISHING, "relu",
+      *WATCH], WATCH_QUICK, []),
+    (["compare", "--experiment", "vanishing", "--group_by", "activation"], [],
+     [("reports/vanishing/gradients.png", "dynamics_vanishing_gradients.png")]),
+    (["fit", "-c", "{repo}/experiments/mnist_mlp.yaml", "--model.init_args.activation", "tanh",
+      "--model.init_args.lr", "0.1", *WATCH], WATCH_QUICK,
+     [(DYNAMICS + "activations.png", "dynamics_tanh_saturation.png")]),
 ]
 
 

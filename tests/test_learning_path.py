@@ -27,7 +27,7 @@ from helpers import REPO
 
 DOCS = [REPO / "docs" / "learning-path.md", REPO / "docs" / "learning-path.ja.md"]
 MAX_BYTES = 150_000
-STEP_COUNT = 11  # numbered steps ("## N. ") in each document
+STEP_COUNT = 12  # numbered steps ("## N. ") in each document
 
 
 def commands(doc: Path) -> list[str]:
