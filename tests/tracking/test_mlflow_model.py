@@ -202,6 +202,35 @@ def test_log_model_false_logs_no_model(capsys, client):
     assert "model: runs:/" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("register", [None, "digits"])
+def test_a_full_disk_while_logging_the_model_is_one_sentence(capsys, client, monkeypatch, register):
+    """weights.pt on a full disk once ended a finished fit in a traceback: without --register the run
+    stays FINISHED and says the model was not logged; with it, what was asked for did not happen and
+    the run ends FAILED with the sentence. The best checkpoint is complete either way."""
+    import errno
+
+    save = torch.save
+
+    def full(obj, path, *args, **kwargs):  # the disk fills up at the model's weights, not before
+        if Path(str(path)).name == "weights.pt":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full)
+    extra = ["--register", register] if register else []
+    result = run_main(capsys, *CNN_FIT, "--trainer.max_epochs", "1", *extra)
+    run = the_run(client)
+    assert "Traceback" not in result.stderr
+    assert list(client.search_logged_models([run.info.experiment_id])) == []  # nothing half-logged
+    if register:
+        assert result.returncode != 0 and run.info.status == "FAILED"
+        assert "the model was not logged nor registered as 'digits': the disk is full" in result.stderr
+    else:
+        assert result.returncode == 0 and run.info.status == "FINISHED", result.stderr[-2000:]
+        assert "model: not logged (the disk is full in" in result.stdout + result.stderr
+    assert "state_dict" in load_checkpoint(Path(run.data.tags[Tag.CHECKPOINT_DIR]) / "best.ckpt")
+
+
 ROMEO = ("ROMEO: But soft, what light through yonder window breaks?\n"
          "It is the east, and Juliet is the sun.\n") * 30
 

@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from lit_nn.models.base import Classifier, LitModel
 from lit_nn.models.char_rnn import CharRNN
 from lit_nn.models.cnn import CNN
 from lit_nn.models.mlp import MLP
+from lit_nn.tracking.atomic import NO_SPACE
 from lit_nn.tracking.callbacks import RunCheckpoint, find_tracker
 from lit_nn.tracking.checkpoints import load_checkpoint
 from lit_nn.tracking.logger import MLflowTracker
@@ -98,7 +99,19 @@ class ModelExport(L.Callback):
         if not isinstance(ckpt, ModelCheckpoint) or not ckpt.best_model_path:
             rank_zero_info(f"model: not logged{skipped} (no best checkpoint)")
             return
-        model_id = log_model(tracker, ckpt.best_model_path, pl_module, trainer.datamodule)
+        try:
+            model_id = log_model(tracker, ckpt.best_model_path, pl_module, trainer.datamodule)
+        except OSError as err:
+            if err.errno not in NO_SPACE:
+                raise
+            where = Path(err.filename).parent if err.filename else Path(tempfile.gettempdir())
+            why = (f"{NO_SPACE[err.errno]} in {where}; the best checkpoint {ckpt.best_model_path} is complete: "
+                   "lit-nn test and predict take it as it is; free some space (or point TMPDIR elsewhere) "
+                   "before the next fit")
+            if self.register:  # what was asked for did not happen: the run says so
+                raise UserError(f"the model was not logged nor registered as '{self.register}': {why}") from None
+            rank_zero_info(f"model: not logged ({why})")
+            return
         line = f"model: runs:/{tracker.run_id}/{Artifact.MODEL}"
         if self.register:
             version = register_model(tracker.experiment, self.register, model_id, tracker.run_id)
@@ -124,7 +137,8 @@ def log_model(tracker: MLflowTracker, best_path: str | Path, model: LitModel, da
         code = shipped_code(folder / "code")
         logged = client.create_logged_model(tracker.experiment_id, name=Artifact.MODEL, source_run_id=run_id,
                                             params=client.get_run(run_id).data.params, model_type=model.kind)
-        with default_store(tracker.tracking_uri), quiet("mlflow"), no_distribution_scan():
+        with default_store(tracker.tracking_uri), quiet("mlflow"), no_distribution_scan(), \
+                failed_if_unfinished(client, logged.model_id):
             Model.log(None, name=Artifact.MODEL, flavor=mlflow.pyfunc, run_id=run_id, model_id=logged.model_id,
                       step=int(checkpoint.get("epoch", 0)), python_model=str(PYFUNC_CODE), code_paths=[str(code)],
                       artifacts={"config": str(folder / "config.json"), "weights": str(folder / "weights.pt")},
@@ -132,6 +146,20 @@ def log_model(tracker: MLflowTracker, best_path: str | Path, model: LitModel, da
                       pip_requirements=pinned_requirements(),
                       model_config={"task": task})
     return logged.model_id
+
+
+@contextmanager
+def failed_if_unfinished(client: Any, model_id: str) -> Iterator[None]:
+    """A logged model whose files could not all be written (a full disk) is marked FAILED, not left
+    PENDING as if it were still being written."""
+    from mlflow.entities import LoggedModelStatus
+
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):  # the store may be what failed: the error at hand is the one to report
+            client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
+        raise
 
 
 def register_model(client: Any, name: str, model_id: str, run_id: str) -> str:
