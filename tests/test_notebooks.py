@@ -78,8 +78,6 @@ def test_the_japanese_notebook_runs_the_same_code(english: Path):
     assert re.search(r"[\u3040-\u30ff]", prose), "the Japanese notebook's text is not in Japanese"
 
 
-@pytest.mark.xfail(strict=True, reason="only steps 1-11 have their notebooks yet; the later steps' are still to be written "
-                   "(issue 27): remove this mark when they are")
 @pytest.mark.parametrize("language", ["en", "ja"])
 def test_every_learning_path_step_links_to_a_notebook(language: str):
     """Each '## N. ...' step of the learning path is linked (with its anchor) from a notebook."""
