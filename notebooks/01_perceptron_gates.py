@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 1. Perceptron and logic gates
 #
-# [Learning path, step 1](../docs/learning-path.md#1-perceptron-and-logic-gates) · book ch. 2 ·
+# [Learning path, step 1](../../docs/learning-path.md#1-perceptron-and-logic-gates) · book ch. 2 ·
 # the same run from a terminal: `lit-nn lab gates`
 #
 # A perceptron is one weighted sum and a threshold. The lab trains one on AND, OR and NAND, then on

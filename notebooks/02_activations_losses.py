@@ -11,9 +11,9 @@
 # %% [markdown]
 # # 2. Activation functions, softmax and cross-entropy, loss functions
 #
-# Learning path, [step 2](../docs/learning-path.md#2-activation-functions),
-# [step 3](../docs/learning-path.md#3-softmax-and-cross-entropy) and
-# [step 4](../docs/learning-path.md#4-loss-functions) · book §3.2, §3.5, §4.2, §6.2 ·
+# Learning path, [step 2](../../docs/learning-path.md#2-activation-functions),
+# [step 3](../../docs/learning-path.md#3-softmax-and-cross-entropy) and
+# [step 4](../../docs/learning-path.md#4-loss-functions) · book §3.2, §3.5, §4.2, §6.2 ·
 # the same runs from a terminal: `lit-nn lab activations` and `lit-nn lab losses`
 
 # %% [markdown]

@@ -11,8 +11,8 @@
 # %% [markdown]
 # # 3. Mini-batches, numerical gradient and backpropagation (a NumPy net)
 #
-# Learning path, [step 5](../docs/learning-path.md#5-mini-batches-and-epochs) and
-# [step 6](../docs/learning-path.md#6-numerical-gradient-and-backpropagation) · book §4.2-§4.5,
+# Learning path, [step 5](../../docs/learning-path.md#5-mini-batches-and-epochs) and
+# [step 6](../../docs/learning-path.md#6-numerical-gradient-and-backpropagation) · book §4.2-§4.5,
 # ch. 5, §5.7.3 · the same run from a terminal: `lit-nn lab scratch`
 #
 # `TwoLayerNet` (`src/lit_nn/lab/twolayer.py`) is the book's two-layer network in NumPy, with its

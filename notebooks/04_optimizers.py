@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 4. Optimizers
 #
-# [Learning path, step 7](../docs/learning-path.md#7-optimizers) · book §6.1 · the same runs from a
+# [Learning path, step 7](../../docs/learning-path.md#7-optimizers) · book §6.1 · the same runs from a
 # terminal: `lit-nn lab trajectories`, then a sweep like `make compare-optimizers`
 
 # %% [markdown]

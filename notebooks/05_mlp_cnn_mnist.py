@@ -11,9 +11,9 @@
 # %% [markdown]
 # # 5. MLP and CNN on MNIST: depth, a linear network, convolutions
 #
-# Learning path, [step 8](../docs/learning-path.md#8-depth),
-# [step 9](../docs/learning-path.md#9-why-a-network-needs-an-activation-function-a-linear-network)
-# and [step 10](../docs/learning-path.md#10-convolutional-networks) · book §3.2.6, §3.4, ch. 7 ·
+# Learning path, [step 8](../../docs/learning-path.md#8-depth),
+# [step 9](../../docs/learning-path.md#9-why-a-network-needs-an-activation-function-a-linear-network)
+# and [step 10](../../docs/learning-path.md#10-convolutional-networks) · book §3.2.6, §3.4, ch. 7 ·
 # the same runs from a terminal: `lit-nn fit -c experiments/mnist_mlp.yaml` (with
 # `--model.init_args.depth 0` or `--model.init_args.activation identity`), `make train`,
 # `lit-nn predict --ckpt_path RUN_ID --images my_digit.png`

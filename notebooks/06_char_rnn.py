@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 6. A character-level RNN
 #
-# [Learning path, step 11](../docs/learning-path.md#11-recurrent-networks) · the sequel book, ch. 5-7 ·
+# [Learning path, step 11](../../docs/learning-path.md#11-recurrent-networks) · the sequel book, ch. 5-7 ·
 # the same runs from a terminal: `make train-rnn`, then
 # `lit-nn generate --ckpt RUN_ID --prime "def " --length 300 --temperature 0.8`
 

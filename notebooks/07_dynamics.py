@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 7. Watching a network learn: dead ReLUs, vanishing gradients
 #
-# [Learning path, step 12](../docs/learning-path.md#12-watching-a-network-learn-dead-relus-vanishing-gradients-saturation)
+# [Learning path, step 12](../../docs/learning-path.md#12-watching-a-network-learn-dead-relus-vanishing-gradients-saturation)
 # · book ch. 5, §6.2 · the same runs from a terminal:
 # `lit-nn fit -c experiments/mnist_mlp.yaml --model.init_args.lr 0.1 --trainer.max_epochs 5 --dynamics_every 10`
 # and the two `--experiment vanishing` fits of the step

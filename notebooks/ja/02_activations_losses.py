@@ -11,9 +11,9 @@
 # %% [markdown]
 # # 2. 活性化関数、ソフトマックス関数と交差エントロピー誤差、損失関数
 #
-# 学習の道筋の[ステップ 2](../../docs/learning-path.ja.md#2-活性化関数)、
-# [ステップ 3](../../docs/learning-path.ja.md#3-ソフトマックス関数と交差エントロピー誤差)、
-# [ステップ 4](../../docs/learning-path.ja.md#4-損失関数) ・ 本の §3.2、§3.5、§4.2、§6.2 ・
+# 学習の道筋の[ステップ 2](../../../docs/learning-path.ja.md#2-活性化関数)、
+# [ステップ 3](../../../docs/learning-path.ja.md#3-ソフトマックス関数と交差エントロピー誤差)、
+# [ステップ 4](../../../docs/learning-path.ja.md#4-損失関数) ・ 本の §3.2、§3.5、§4.2、§6.2 ・
 # ターミナルで同じことをするなら `lit-nn lab activations` と `lit-nn lab losses`
 
 # %% [markdown]

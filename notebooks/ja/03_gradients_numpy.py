@@ -11,8 +11,8 @@
 # %% [markdown]
 # # 3. ミニバッチ、数値微分と誤差逆伝播法（NumPy のネットワーク）
 #
-# 学習の道筋の[ステップ 5](../../docs/learning-path.ja.md#5-ミニバッチとエポック)と
-# [ステップ 6](../../docs/learning-path.ja.md#6-数値微分と誤差逆伝播法) ・ 本の §4.2〜§4.5、5 章、§5.7.3 ・
+# 学習の道筋の[ステップ 5](../../../docs/learning-path.ja.md#5-ミニバッチとエポック)と
+# [ステップ 6](../../../docs/learning-path.ja.md#6-数値微分と誤差逆伝播法) ・ 本の §4.2〜§4.5、5 章、§5.7.3 ・
 # ターミナルで同じことをするなら `lit-nn lab scratch`
 #
 # `TwoLayerNet`（`src/lit_nn/lab/twolayer.py`）は、本の 2 層ニューラルネットワークを NumPy で書いたもので、

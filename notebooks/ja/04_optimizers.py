@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 4. パラメータの更新（最適化手法）
 #
-# [学習の道筋、ステップ 7](../../docs/learning-path.ja.md#7-パラメータの更新最適化手法) ・ 本の §6.1 ・
+# [学習の道筋、ステップ 7](../../../docs/learning-path.ja.md#7-パラメータの更新最適化手法) ・ 本の §6.1 ・
 # ターミナルで同じことをするなら `lit-nn lab trajectories`、そのあと `make compare-optimizers` のようなスイープ
 
 # %% [markdown]

@@ -11,9 +11,9 @@
 # %% [markdown]
 # # 5. MNIST で MLP と CNN: 層の深さ、線形のネットワーク、畳み込み
 #
-# 学習の道筋の[ステップ 8](../../docs/learning-path.ja.md#8-層の深さ)、
-# [ステップ 9](../../docs/learning-path.ja.md#9-なぜ活性化関数が必要なのか-線形のネットワーク)、
-# [ステップ 10](../../docs/learning-path.ja.md#10-畳み込みニューラルネットワークcnn) ・ 本の §3.2.6、§3.4、7 章 ・
+# 学習の道筋の[ステップ 8](../../../docs/learning-path.ja.md#8-層の深さ)、
+# [ステップ 9](../../../docs/learning-path.ja.md#9-なぜ活性化関数が必要なのか-線形のネットワーク)、
+# [ステップ 10](../../../docs/learning-path.ja.md#10-畳み込みニューラルネットワークcnn) ・ 本の §3.2.6、§3.4、7 章 ・
 # ターミナルで同じことをするなら `lit-nn fit -c experiments/mnist_mlp.yaml`（`--model.init_args.depth 0` や
 # `--model.init_args.activation identity` を付けて）、`make train`、
 # `lit-nn predict --ckpt_path RUN_ID --images my_digit.png`

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 6. 文字単位の RNN
 #
-# [学習の道筋、ステップ 11](../../docs/learning-path.ja.md#11-再帰型ニューラルネットワークrnn) ・
+# [学習の道筋、ステップ 11](../../../docs/learning-path.ja.md#11-再帰型ニューラルネットワークrnn) ・
 # 続編『ゼロから作るDeep Learning ❷ 自然言語処理編』の 5〜7 章 ・ ターミナルで同じことをするなら
 # `make train-rnn`、そのあと `lit-nn generate --ckpt RUN_ID --prime "def " --length 300 --temperature 0.8`
 

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 7. 学習中のネットワークの中を見る: 死んだ ReLU、勾配消失
 #
-# [学習の道筋、ステップ 12](../../docs/learning-path.ja.md#12-学習中のネットワークの中を見る-死んだ-relu勾配消失飽和)
+# [学習の道筋、ステップ 12](../../../docs/learning-path.ja.md#12-学習中のネットワークの中を見る-死んだ-relu勾配消失飽和)
 # ・ 本の 5 章、§6.2 ・ ターミナルで同じことをするなら
 # `lit-nn fit -c experiments/mnist_mlp.yaml --model.init_args.lr 0.1 --trainer.max_epochs 5 --dynamics_every 10`
 # と、このステップの `--experiment vanishing` の 2 つの学習
