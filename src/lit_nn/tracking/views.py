@@ -64,9 +64,24 @@ def comparison_state(run_filter: str, metrics: Sequence[str], title: str) -> dic
     }
 
 
+def _set_once_more_if_raced(set_tag: Any, *args: Any) -> None:
+    """``set_tag(*args)``, tried a second time if the first failed: MLflow's SQL store writes a tag by
+    reading, then inserting or updating, so two writers of the same new tag (two sweeps of one file
+    reporting at once) can both insert, and the slower one fails on the unique key
+    ("duplicate key value violates unique constraint tag_pk"). Its second try finds the row and
+    updates it; any other fault fails the second try too and is raised."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        set_tag(*args)
+    except MlflowException:
+        set_tag(*args)
+
+
 def save_view(client: Any, experiment_id: str, key: str, state: Mapping[str, Any]) -> None:
     """Store the view on the experiment (rewritten each time: the latest comparison wins)."""
-    client.set_experiment_tag(experiment_id, Tag.VIEW_STATE + key, json.dumps(state, separators=(",", ":")))
+    _set_once_more_if_raced(client.set_experiment_tag, experiment_id, Tag.VIEW_STATE + key,
+                            json.dumps(state, separators=(",", ":")))
 
 
 def group_colors(groups: Sequence[str]) -> dict[str, str]:
@@ -77,7 +92,7 @@ def group_colors(groups: Sequence[str]) -> dict[str, str]:
 def color_runs(client: Any, run_groups: Mapping[str, str], colors: Mapping[str, str]) -> None:
     """Tag each run (id → group) with its group's color."""
     for run_id, group in run_groups.items():
-        client.set_tag(run_id, Tag.RUN_COLOR, colors[group])
+        _set_once_more_if_raced(client.set_tag, run_id, Tag.RUN_COLOR, colors[group])
 
 
 def ui_base(uri: str) -> str | None:
