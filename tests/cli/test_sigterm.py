@@ -375,3 +375,22 @@ def _parent_named(pid: int, prefix: bytes) -> int:
         if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(prefix):
             return pid
     raise AssertionError(f"no {prefix.decode()} process above {pid}")
+
+
+def test_ctrl_c_interrupts_a_process_that_inherited_sigint_ignored():
+    """A CI script's background job inherits SIGINT ignored; the team server then outlived the SIGINT
+    that stops it (and the slow claims tests failed in CI only). The console script restores it."""
+    import subprocess
+    import sys
+
+    code = ("import signal, sys\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+            "from lit_nn.core.signals import let_ctrl_c_interrupt\n"
+            "let_ctrl_c_interrupt()\n"
+            "try:\n"
+            "    signal.raise_signal(signal.SIGINT)\n"
+            "except KeyboardInterrupt:\n"
+            "    sys.exit(7)\n")
+    ignoring = subprocess.run(["bash", "-c", 'trap "" INT; exec "$@"', "sh", sys.executable, "-c", code],
+                              capture_output=True, text=True, timeout=60)
+    assert ignoring.returncode == 7, ignoring.stderr

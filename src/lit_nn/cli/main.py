@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_nn.core.errors import UserError
-from lit_nn.core.signals import SIGTERM_EXIT, is_sigterm, sigterm_handled
+from lit_nn.core.signals import SIGTERM_EXIT, is_sigterm, let_ctrl_c_interrupt, sigterm_handled
 from lit_nn.core.streams import final_status, guard_standard_streams
 
 TRAINER_COMMANDS = {
@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         dispatch(list(argv))
         return
     skip_finalization_at_exit()
+    let_ctrl_c_interrupt()
     guard_standard_streams(keep_working=works_past_closed_output(sys.argv[1:]))
     code = 0
     try:

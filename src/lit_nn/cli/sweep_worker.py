@@ -22,4 +22,7 @@ def run_fit(argv: list[str], callbacks: Sequence[Any] = ()) -> None:
 
 
 if __name__ == "__main__":
+    from lit_nn.core.signals import let_ctrl_c_interrupt
+
+    let_ctrl_c_interrupt()  # the sweep stops its workers with SIGINT
     serve(run_fit)

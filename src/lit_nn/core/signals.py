@@ -83,3 +83,16 @@ def is_sigterm(error: BaseException | None) -> bool:
     lightning_errors = sys.modules.get("lightning.pytorch.utilities.exceptions")
     sigterm_exception = getattr(lightning_errors, "SIGTERMException", None)
     return sigterm_exception is not None and isinstance(error, sigterm_exception)
+
+
+def let_ctrl_c_interrupt() -> None:
+    """Make SIGINT raise KeyboardInterrupt even if this process inherited it ignored.
+
+    A process started in the background by a shell without job control (a CI script, ``cmd &`` in a
+    script) inherits SIGINT ignored, and Python then installs no handler for it: lit-nn's own SIGINTs
+    (a sweep stopping its workers, a worker whose sweep died, a test stopping the team server as
+    Ctrl-C would) were lost. A background job never gets the terminal's Ctrl-C anyway (only the
+    foreground group does), so restoring the handler changes nothing for a user."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+

@@ -362,7 +362,11 @@ def serve(plan: ServerPlan) -> None:
     make_folder(folder)
     init_cluster(folder / "pgdata")
     (folder / "artifacts").mkdir(exist_ok=True)
+    # Ctrl-C and SIGTERM stop it the same way. SIGINT explicitly too: a process started in the background
+    # by a shell without job control (a CI script, `nohup ... &`) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt for it, so the server outlived the SIGINT meant to stop it
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     with postgres(folder, plan.db_port or free_port()) as db:
         log = folder / "mlflow-server.log"
         argv = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", db,
