@@ -231,9 +231,9 @@ def test_server_back_within_the_retry_window_the_fit_goes_on(tmp_path: Path):
 
 def test_server_gone_past_the_retry_window_one_sentence_and_cleanup_leaves_nothing_running(tmp_path: Path):
     """The same outage with a 6 s window and no server coming back: the fit waits 6 s, then ends
-    with one ``error:`` sentence (where its last checkpoint is, how to resume), exit status 1, no
-    traceback, and no second wait to record its end. With the server back, ``lit-nn runs
-    --cleanup`` marks the run KILLED: nothing stays RUNNING."""
+    with one ``error:`` sentence (where its last checkpoint is, how to resume, that the run is left
+    RUNNING and how to end it), exit status 1, no traceback, and no second wait to record its end.
+    With the server back, ``lit-nn runs --cleanup`` marks the run KILLED: nothing stays RUNNING."""
     from mlflow import MlflowClient
 
     work = tmp_path / "work"
@@ -255,7 +255,9 @@ def test_server_gone_past_the_retry_window_one_sentence_and_cleanup_leaves_nothi
     errors = [line for line in fit.lines if line.startswith("error:")]
     assert errors == [f"error: the tracking server at {url} did not answer for 6 s (connection refused; "
                       f"LIT_NN_TRACKING_RETRY_S sets the wait); the run's last checkpoint is {ckpt_dir / 'last.ckpt'}; "
-                      f"once the server answers, resume the run with: lit-nn fit --resume {run_id}"], fit.output[-3000:]
+                      f"once the server answers, resume the run with: lit-nn fit --resume {run_id}; "
+                      f"run {run_id} is left RUNNING (the store could not record its end): "
+                      "`lit-nn runs --cleanup` ends it once the store works"], fit.output[-3000:]
     assert errors[0] == fit.lines[-1], fit.output[-3000:]  # the last thing it says
     # one wait, not a second one to write the run's end (that is tried once, at once)
     assert [line for line in fit.lines if line.startswith("warning: the tracking server")] == [
