@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 WORKERS ?= 2     # sweep worker processes (one CPU thread each)
 
-.PHONY: help install train train-rnn test test-kernels test-slow test-gpu lint ui server lab figures bench notebooks \
+.PHONY: help install train train-rnn test test-kernels test-slow test-gpu lint ui server lab figures bench notebooks jupyter \
         compare-optimizers compare-depth compare-activations compare-models compare-rnn-cells clean \
         compare-optimizers-tuned compare-depth-tuned compare-activations-tuned compare-linear
 
@@ -83,11 +83,35 @@ test-gpu: install         ## CUDA tests: fit, bf16, determinism, GPU checkpoint 
 figures: install          ## the learning path's figures: docs/figures/*.png from the real commands, small budgets (~2 min)
 	$(BIN)/python docs/make_figures.py $(ARGS)
 
-# notebooks/*.py (English) and notebooks/ja/*.py (Japanese) are jupytext py:percent sources
-notebooks: install        ## the notebooks as .ipynb in notebooks/_build/ (ARGS=--execute runs them too); open with jupyter lab or VS Code
-	@mkdir -p notebooks/_build/ja
-	for nb in notebooks/*.py; do $(BIN)/jupytext --to ipynb -o notebooks/_build/$$(basename $$nb .py).ipynb $(ARGS) $$nb || exit 1; done
-	for nb in notebooks/ja/*.py; do $(BIN)/jupytext --to ipynb -o notebooks/_build/ja/$$(basename $$nb .py).ipynb $(ARGS) $$nb || exit 1; done
+# notebooks/*.py (English) and notebooks/ja/*.py (Japanese) are jupytext py:percent sources. Each is
+# converted to notebooks/_build/[ja/]NAME.ipynb (ignored by git) and executed there headless by nbclient
+# (`jupyter execute`), its outputs kept; the kernel runs in that folder, so what a notebook writes
+# beside itself (04's sweep file, reports/) stays in _build/. Runs go where command-line runs go: the
+# clone's mlruns/ store (make ui), or MLFLOW_TRACKING_URI's. LIT_NN_NOTEBOOK_QUICK=1 gives every
+# notebook tiny budgets (the slow tests' nbmake runs use it): `make notebooks LIT_NN_NOTEBOOK_QUICK=1`.
+# NOTEBOOKS=notebooks/04_optimizers.py executes one (NOTEBOOK_BUILD: where the .ipynb go).
+NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9]*.py)) $(sort $(wildcard notebooks/ja/[0-9]*.py))
+NOTEBOOK_BUILD ?= notebooks/_build
+notebooks: install        ## execute every notebook, English and Japanese, into notebooks/_build/ with outputs; runs in mlruns/ (make ui); LIT_NN_NOTEBOOK_QUICK=1: tiny budgets
+	for nb in $(NOTEBOOKS); do \
+	  out=$(NOTEBOOK_BUILD)/$${nb#notebooks/}; out=$${out%.py}.ipynb; mkdir -p $$(dirname $$out) && \
+	  $(BIN)/jupytext --quiet --to ipynb -o $$out $$nb && \
+	  env -u MPLBACKEND $(BIN)/jupyter execute --inplace --kernel_name=python3 $$out || exit 1; \
+	done
+
+# JupyterLab from .venv (the notebooks extra, installed on first use), its kernel lit-nn's Python;
+# jupytext's extension opens notebooks/*.py as notebooks (a .py's default viewer in this lab: Open
+# With > Editor for plain text), saved back as py:percent. The setting lives in .venv, not ~/.jupyter.
+# As root (the project's machines) JupyterLab wants --allow-root.
+JUPYTER_PORT ?= 8888
+$(VENV)/.notebooks-stamp: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks]'
+	@touch $@
+
+jupyter: $(VENV)/.notebooks-stamp  ## JupyterLab on http://127.0.0.1:8888 with jupytext: notebooks/*.py open as notebooks (installs the notebooks extra first)
+	$(BIN)/jupytext-config --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json set-default-viewer python
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(JUPYTER_PORT) --no-browser --ServerApp.root_dir=. \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(ARGS)
 
 bench: install            ## speed benchmarks → BENCHMARKS.md (make bench ARGS=--quick to check it works)
 	$(BIN)/python -m benchmarks $(ARGS)
