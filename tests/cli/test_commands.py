@@ -12,7 +12,7 @@ import pytest
 from lit_nn.cli.commands import COMMANDS
 from lit_nn.cli.lab_command import lab_parser
 from lit_nn.cli.sweep_command import split_fit_options
-from lit_nn.cli.tool_parser import ToolCommand, build_parser, normalize_argv, parse
+from lit_nn.cli.tool_parser import ToolCommand, build_parser, parse
 from lit_nn.lab import LABS
 
 from helpers import REPO, assert_clean_error, run_main
@@ -68,22 +68,33 @@ def test_a_typo_in_any_command_is_one_line_with_a_suggestion(argv, suggestion, c
 
 
 def test_habitual_spellings_are_accepted():
-    from lit_nn.cli.commands import compare, runs
-    from lit_nn.cli.sweep_command import sweep
+    """Each spelling is a shape of jsonargparse argument (no rewriting of argv): hyphens for underscores,
+    a bare or negated boolean, a list as several words or repeated, a pair as two words, an optional
+    positional."""
+    from lit_nn.cli.commands import COMMANDS
     from lit_nn.lab.trajectories import run as trajectories
 
-    assert normalize_argv(["f.yaml", "--dry-run", "--no-report", "--workers", "2"], sweep) == [
-        "f.yaml", "--dry_run=true", "--report=false", "--workers", "2"]
-    assert normalize_argv(["--force", "false"], sweep) == ["--force=false"]
-    assert normalize_argv(["--experiment", "a", "--experiment", "b", "--cleanup"], runs) == [
-        "--cleanup=true", '--experiment=["a", "b"]']
-    assert normalize_argv(["compare_depth", "--group-by", "depth"], compare, "sweep") == [
-        "--sweep=compare_depth", "--group_by", "depth"]
-    assert normalize_argv(["--functions", "round", "stretched", "--start", "1", "1.5"], trajectories) == [
-        '--functions=["round", "stretched"]', "--start=[1, 1.5]"]
+    sweep, runs, compare = COMMANDS["sweep"], COMMANDS["runs"], COMMANDS["compare"]
+    kwargs = parse(sweep, ["f.yaml", "--dry-run", "--no-report", "--workers", "2"])
+    assert (kwargs["sweep_file"], kwargs["dry_run"], kwargs["report"], kwargs["workers"]) == ("f.yaml", True, False, 2)
+    assert parse(sweep, ["f.yaml", "--force", "false"])["force"] is False
+    assert parse(sweep, ["f.yaml", "--force"])["force"] is True
+    assert parse(sweep, ["f.yaml", "--report", "--no_report"])["report"] is False
+    kwargs = parse(runs, ["--experiment", "a", "--experiment", "b", "c", "--cleanup", "--run", "12345678"])
+    assert kwargs["experiment"] == ["a", "b", "c"] and kwargs["cleanup"] is True and kwargs["run"] == ["12345678"]
+    kwargs = parse(compare, ["compare_depth", "--group-by", "depth"])
+    assert kwargs["sweep"] == "compare_depth" and kwargs["group_by"] == "depth"
+    assert parse(compare, ["--experiment", "x"])["sweep"] is None
     kwargs = parse(ToolCommand("lab trajectories", trajectories, "", positional=False),
                    ["--functions", "round", "--start", "1", "1.5", "--steps", "4"])
     assert kwargs["functions"] == ["round"] and kwargs["start"] == [1.0, 1.5] and kwargs["steps"] == 4
+    assert parse(ToolCommand("lab trajectories", trajectories, "", positional=False), [])["functions"] == [
+        "round", "stretched"]  # a list's default is not extended by what is given
+
+
+def test_a_list_or_pair_missing_its_values_says_so(capsys):
+    assert_clean_error(run_main(capsys, "runs", "--experiment"), "lit-nn runs: --experiment needs at least one value")
+    assert_clean_error(run_main(capsys, "lab", "trajectories", "--start"), "--start needs at least one value")
 
 
 def test_sweep_passes_fit_options_through_and_keeps_its_own():
@@ -140,11 +151,9 @@ def test_readme_command_still_parses(argv: list[str], capsys):
         return
     name, rest = argv[0], argv[1:]
     if name in TRAINER_COMMANDS:
-        from lit_nn.cli.main import join_list_option
-
         if ("--ckpt_path" in rest or "--resume" in rest) and not any(a in rest for a in ("-c", "--config")):
             rest = ["-c", str(REPO / "experiments" / "mnist_cnn.yaml"), *rest]  # a run id brings its config
-        trainer_parser(name).parse_args(join_list_option(rest, "--images"))
+        trainer_parser(name).parse_args(rest)
     elif name == "sweep":
         from lit_nn.cli.sweep_command import split_tune_options
         from lit_nn.sweeps.grid import expand, load_sweep

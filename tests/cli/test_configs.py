@@ -77,5 +77,5 @@ def test_a_sweep_key_fit_does_not_know_fails_before_any_point_runs(tmp_path: Pat
     for extra in ([], ["--dry_run"]):
         result = run_main(capsys, "sweep", str(path), *extra)
         assert result.returncode == 2
-        assert "unknown option 'dept' for lit_nn.models.MLP (did you mean 'depth'?)" in result.stderr
+        assert "sweep point dept=1-s0: model: Option 'dept' is not accepted (did you mean 'depth'?)" in result.stderr
     assert client.get_experiment_by_name("typo") is None

@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from lit_nn.cli.lr_find import run_lr_find, split_options
-from lit_nn.core.errors import UserError
+from lit_nn.cli.lr_find import run_lr_find
 
 from conftest import runs_of
 
@@ -34,13 +33,18 @@ def test_lr_find_prints_a_suggestion_and_logs_the_curve(client, capsys):
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["mnist-sample-5k"]
 
 
-def test_lr_find_options_are_checked():
-    assert split_options(["--max_lr=0.1", "-c", "x.yaml"]) == ({"min_lr": 1e-6, "max_lr": 0.1, "num_training": 100},
-                                                               ["-c", "x.yaml"])
-    for argv, words in ((["--num_training", "1"], "at least 2"), (["--min_lr", "1", "--max_lr", "0.1"], "min_lr <"),
-                        (["--num_training", "ten"], "expects an integer"), (["--max_lr"], "needs a value")):
-        with pytest.raises(UserError, match=words):
-            split_options(argv)
+def test_lr_find_options_are_checked_before_anything_runs(capsys, client):
+    """The finder's options are read by the fit parser they were added to: types by jsonargparse, the
+    pair and the step count by lr_find; no run is created for any of them."""
+    from helpers import assert_clean_error, run_main
+
+    for argv, words in ((["--num_training", "1"], "--num_training 1 is too few steps"),
+                        (["--min_lr", "1", "--max_lr", "0.1"], "give 0 < min_lr < max_lr"),
+                        (["--num_training", "ten"], "num_training: Expected int. Got value: ten"),
+                        (["--max_lr"], "--max_lr needs one value"),
+                        (["--max_lrr", "1"], "unknown option '--max_lrr' for lit-nn lr_find (did you mean '--max_lr'?)")):
+        assert_clean_error(run_main(capsys, "lr_find", "-c", "experiments/mnist_mlp.yaml", *argv), words)
+    assert client.get_experiment_by_name("lr_find") is None  # nothing was created
 
 
 def test_lr_find_is_a_lit_nn_command(capsys):
@@ -48,4 +52,6 @@ def test_lr_find_is_a_lit_nn_command(capsys):
 
     assert_clean_error(run_main(capsys, "lr_find", "-c", "experiments/mnist_mlp.yaml", "--num_training", "1"),
                        "--num_training 1 is too few steps")
-    assert run_main(capsys, "lr_find", "--help").stdout.startswith("usage: lit-nn lr_find")
+    usage = run_main(capsys, "lr_find", "--help").stdout
+    assert usage.startswith("usage: lit-nn lr_find")
+    assert "--min_lr MIN_LR" in usage and "--model.help" in usage  # its own options and every fit option

@@ -44,7 +44,7 @@ def test_fit_returns_the_run_and_the_metrics_mlflow_holds(client):
 
 
 def test_a_mistake_raises_the_clis_sentence_instead_of_exiting():
-    with pytest.raises(UserError, match="unknown option 'optimiser' for lit_nn.models.MLP \\(did you mean 'optimizer'\\?\\)"):
+    with pytest.raises(UserError, match="model: Option 'optimiser' is not accepted \\(did you mean 'optimizer'\\?\\)"):
         lit_nn.fit(TINY, model__optimiser="sgd")
     with pytest.raises(UserError, match="unknown optimizer 'adamm'"):
         lit_nn.fit(TINY, model__optimizer="adamm")

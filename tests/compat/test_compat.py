@@ -58,6 +58,23 @@ def test_parser_actions():
         "update lit_nn/compat/jsonargparse.py (parser_actions)"
 
 
+def test_action_typehint():
+    from typing import Literal
+
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--precision", type=Literal[32, 16] | Literal["bf16-mixed"] | None)
+    parser.add_argument("--plain")
+    with hook("jsonargparse", "action_typehint (ArgumentParser._actions[i]._typehint)", "jsonargparse"):
+        found = compat_jsonargparse.action_typehint(parser, "precision")
+    assert found == Literal[32, 16] | Literal["bf16-mixed"] | None, \
+        f"jsonargparse changed its actions' _typehint (found {found!r}): update lit_nn/compat/jsonargparse.py " \
+        "(action_typehint)"
+    assert compat_jsonargparse.action_typehint(parser, "plain") is None
+    assert compat_jsonargparse.action_typehint(parser, "nothing") is None
+
+
 # -- MLflow ------------------------------------------------------------------------------------
 def test_allow_http_retries(monkeypatch: pytest.MonkeyPatch):
     """Above the cap MLflow refuses the request outright; with the hook it retries (and here, with

@@ -89,7 +89,7 @@ def lab_experiment_exists(uri: str) -> bool:
         (["trajectories", "--lr", "-0.1"], ["lr must be > 0, got -0.1"]),
         (["trajectories", "--optimizers", "adamm"], ["unknown optimizer 'adamm'", "adadelta"]),
         (["trajectories", "--functions", "saddle"], ["unknown function 'saddle'", "round, stretched"]),
-        (["trajectories", "--steps", "many"], ["steps expects int, got 'many'"]),
+        (["trajectories", "--steps", "many"], ["lit-nn lab trajectories: steps: Expected int. Got value: many"]),
         (["gates", "--epochs", "-5"], ["epochs must be > 0, got -5"]),
         (["activations", "--layers", "0"], ["layers must be > 0"]),
         (["losses", "--optimizer", "lbfgs"], ["unknown optimizer 'lbfgs'", "adamw"]),

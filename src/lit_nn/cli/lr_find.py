@@ -24,36 +24,28 @@ from typing import Any
 from lit_nn.core.errors import UserError
 
 EXPERIMENT = "lr_find"
-OPTIONS = {"--min_lr": (float, 1e-6), "--max_lr": (float, 1.0), "--num_training": (int, 100)}
-USAGE = ("usage: lit-nn lr_find [-c CONFIG] [any lit-nn fit option] [--min_lr 1e-6] [--max_lr 1.0] "
-         "[--num_training 100]\n\n" + __doc__.split("\n\n", 1)[1])
+OWN_OPTIONS = ("min_lr", "max_lr", "num_training")
 
 
-def split_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """lr_find's own options (``--min_lr``, ``--max_lr``, ``--num_training``) and the fit options left."""
-    values = {name[2:]: default for name, (_, default) in OPTIONS.items()}
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        name, eq, value = argv[i].partition("=")
-        if name in OPTIONS:
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise UserError(f"{name} needs a value")
-                value, i = argv[i + 1], i + 1
-            kind = OPTIONS[name][0]
-            try:
-                values[name[2:]] = kind(value)
-            except ValueError:
-                raise UserError(f"{name} expects {'an integer' if kind is int else 'a number'}, got {value!r}") from None
-        else:
-            rest.append(argv[i])
-        i += 1
-    if not 0 < values["min_lr"] < values["max_lr"] or not math.isfinite(values["max_lr"]):
-        raise UserError(f"--min_lr {values['min_lr']:g} and --max_lr {values['max_lr']:g}: give 0 < min_lr < max_lr")
-    if values["num_training"] < 2:
-        raise UserError(f"--num_training {values['num_training']} is too few steps; give at least 2 (default 100)")
-    return values, rest
+def lr_find_parser() -> Any:
+    """``lit-nn fit``'s parser, with the finder's own options added to it: one parser reads both."""
+    from lit_nn.cli.train import trainer_parser
+
+    parser = trainer_parser.__wrapped__("fit")  # a parser of its own: the cached one is shared
+    parser.prog, parser.description = "lit-nn lr_find", __doc__
+    group = parser.add_argument_group("the learning-rate finder")
+    group.add_argument("--min_lr", type=float, default=1e-6, help="the learning rate the search starts from")
+    group.add_argument("--max_lr", type=float, default=1.0, help="the learning rate it would end at")
+    group.add_argument("--num_training", type=int, default=100, help="training steps (one lr each)")
+    return parser
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """The finder's options make sense together (jsonargparse checked their types)."""
+    if not 0 < options["min_lr"] < options["max_lr"] or not math.isfinite(options["max_lr"]):
+        raise UserError(f"--min_lr {options['min_lr']:g} and --max_lr {options['max_lr']:g}: give 0 < min_lr < max_lr")
+    if options["num_training"] < 2:
+        raise UserError(f"--num_training {options['num_training']} is too few steps; give at least 2 (default 100)")
 
 
 def config_args(argv: list[str]) -> list[str]:
@@ -86,16 +78,13 @@ def quiet_finder() -> Iterator[None]:
 
 def run_lr_find(argv: list[str]) -> float | None:
     """Run the finder on the fit command line ``argv``; return the suggested lr (None: no suggestion)."""
-    if {"-h", "--help"} & set(argv):
-        print(USAGE)
-        return None
-    options, fit_argv = split_options(argv)
     import lightning as L
     import yaml
     from lightning.pytorch.tuner import Tuner
 
     from lit_nn.cli.config_checks import check_config_file
-    from lit_nn.cli.train import TRAINER_DEFAULTS, fit_parser
+    from lit_nn.cli.parser_errors import parser_error
+    from lit_nn.cli.train import TRAINER_DEFAULTS
     from lit_nn.models.base import LitModel
     from lit_nn.tracking.callbacks import flatten_config
     from lit_nn.tracking.datasets import log_data_inputs
@@ -103,20 +92,22 @@ def run_lr_find(argv: list[str]) -> float | None:
     from lit_nn.tracking.logger import MLflowTracker
     from lit_nn.tracking.store import ensure_experiment, prepare_store
 
-    for i, arg in enumerate(fit_argv[:-1]):
+    parser = lr_find_parser()
+    if {"-h", "--help"} & set(argv):
+        parser.print_help()
+        return None
+    for i, arg in enumerate(argv[:-1]):
         if arg in ("-c", "--config"):
-            check_config_file(fit_argv[i + 1])
-    parser = fit_parser()
+            check_config_file(argv[i + 1])
     try:
-        config = parser.parse_args(fit_argv)
+        config = parser.parse_args(argv)
+        options = {name: config.pop(name) for name in OWN_OPTIONS}
+        check_options(options)
         built = parser.instantiate_classes(config)
-    except Exception as err:  # jsonargparse's errors, a model's or data's UserError
-        cause = UserError.wrapped_in(err) if isinstance(err, ValueError) else None
-        if isinstance(err, UserError) or cause is not None:
-            raise (cause or err) from None
-        from lit_nn.cli.config_checks import condense_parser_error
-
-        raise UserError(f"lr_find: {condense_parser_error(str(err))}") from None
+    except UserError:
+        raise
+    except Exception as err:  # jsonargparse's errors, a model's or data's UserError in their chain
+        raise parser_error(err, parser, "lit-nn lr_find", argv) from None
     model, data = built.model, built.data
     if not isinstance(model, LitModel):
         raise UserError(f"lr_find tunes a lit-nn model; {type(model).__name__} is not one")
@@ -141,7 +132,7 @@ def run_lr_find(argv: list[str]) -> float | None:
                                             update_attr=False)
     suggestion = finder.suggestion() if finder is not None else None
     client, run_id = tracker.experiment, tracker.run_id
-    config_yaml = parser.dump(config, skip_none=False, format="yaml")
+    config_yaml = parser.dump(config, skip_none=False, skip_check=True, format="yaml")
     tracker.log_hyperparams({**flatten_config(yaml.safe_load(config_yaml)),
                              **{f"lr_find.{k}": v for k, v in options.items()}})
     tracker.log_text(config_yaml, "config.yaml")
@@ -167,7 +158,7 @@ def run_lr_find(argv: list[str]) -> float | None:
         print(f"lr_find: no suggestion: the curve has {len(points)} finite points and Lightning's suggestion skips "
               f"the first 10; raise --num_training (run {run_id} has the curve)")
         return None
-    command = shlex.join(["lit-nn", "fit", *config_args(fit_argv), "--model.init_args.lr", f"{suggestion:.3g}"])
+    command = shlex.join(["lit-nn", "fit", *config_args(argv), "--model.init_args.lr", f"{suggestion:.3g}"])
     print(f"suggested lr: {suggestion:.3g} (loss fell fastest there, over {len(points)} steps from "
           f"{options['min_lr']:g} to {lrs[-1]:.3g})")
     print(f"use it: {command}")

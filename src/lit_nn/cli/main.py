@@ -61,7 +61,6 @@ def run_trainer_command(argv: list[str]) -> Any:
         model_class_of,
     )
 
-    argv = join_list_option(argv, "--images")
     with tempfile.TemporaryDirectory(prefix="lit-nn-run-") as fetched:
         for ckpt in option_values(argv, "--ckpt_path"):
             if argv[0] != "fit" and is_run_reference(ckpt):  # a run id: its best checkpoint and its config
@@ -99,43 +98,17 @@ def _short(class_path: str) -> str:
     return class_path.rsplit(".", 1)[-1]
 
 
-def join_list_option(argv: list[str], option: str) -> list[str]:
-    """``--images a.png b.png`` (what a shell glob gives) → ``--images=["a.png", "b.png"]``."""
-    import json
-
-    if option not in argv:
-        return argv
-    i = argv.index(option)
-    j = i + 1
-    while j < len(argv) and not argv[j].startswith("--"):
-        j += 1
-    values = argv[i + 1: j]
-    if len(values) == 1 and values[0].startswith("["):
-        return argv
-    return [*argv[:i], f"{option}={json.dumps(values)}", *argv[j:]]
-
-
 def _run_lightning_cli(argv: list[str]) -> Any:
     """LitNNCLI on ``argv``; a parser error becomes one sentence (an unknown flag with the nearest one)."""
     from jsonargparse import ArgumentError
 
-    from lit_nn.cli.config_checks import condense_parser_error
-    from lit_nn.cli.train import LitNNCLI
+    from lit_nn.cli.parser_errors import parser_error
+    from lit_nn.cli.train import LitNNCLI, trainer_parser
 
     try:
         return LitNNCLI(args=argv)
     except ArgumentError as err:
-        message = str(err)
-        if message.startswith("unrecognized arguments:"):
-            from lit_nn.cli.tool_parser import option_names, unknown_option
-            from lit_nn.cli.train import trainer_parser
-
-            option = next((w.split("=", 1)[0] for w in message.split(":", 1)[1].split() if w.startswith("-")), "")
-            if option:
-                raise unknown_option(option, option_names(trainer_parser(argv[0])), f"lit-nn {argv[0]}") from None
-        from lit_nn.cli.tool_parser import needs_a_value
-
-        raise needs_a_value(message, f"lit-nn {argv[0]}", argv) or UserError(condense_parser_error(message)) from None
+        raise parser_error(err, lambda: trainer_parser(argv[0]), f"lit-nn {argv[0]}", argv) from None
 
 
 # Lightning's info lines that are advertisement or say nothing on the machine at hand; its

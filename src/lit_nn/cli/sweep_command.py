@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from lit_nn.cli.tool_parser import ToolCommand, build_parser, option_names, parse, unknown_option
+from lit_nn.cli.parser_errors import option_names, unknown_option
+from lit_nn.cli.tool_parser import ToolCommand, build_parser, parse
 from lit_nn.core.errors import UserError
 
 
@@ -115,7 +116,7 @@ def check_points(points: list[Any], extra: list[str], data: bool = False) -> Non
     import importlib
     import json
 
-    from lit_nn.cli.config_checks import condense_parser_error
+    from lit_nn.cli.parser_errors import explain
     from lit_nn.cli.train import fit_parser
     from lit_nn.data.datamodule import LitDataModule
 
@@ -129,7 +130,7 @@ def check_points(points: list[Any], extra: list[str], data: bool = False) -> Non
             try:
                 config = parser.parse_args(["--config", str(path), *extra]).as_dict()
             except Exception as err:  # noqa: BLE001 - jsonargparse's ArgumentError and its wrappers
-                raise UserError(f"sweep point {point.run_name}: {condense_parser_error(str(err))}") from None
+                raise UserError(f"sweep point {point.run_name}: {explain(err)}") from None
             for section in ("model", "data"):
                 spec = config.get(section)
                 key = json.dumps(spec, sort_keys=True, default=str)
@@ -216,7 +217,7 @@ def run_sweep_command(argv: list[str]) -> None:
 
 def _fit_hint(option: str) -> str:
     """For an option ``fit`` knows under a section (``--optimizer`` → ``--model.init_args.optimizer``)."""
-    from lit_nn.cli.config_checks import init_args_of
+    from lit_nn.cli.parser_errors import init_args_of
 
     name = option.lstrip("-").split("=", 1)[0].replace("-", "_")
     for section, class_path in (("model", "lit_nn.models.MLP"), ("model", "lit_nn.models.CharRNN"),

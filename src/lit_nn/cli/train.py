@@ -8,7 +8,6 @@ Each command is one MLflow run (:mod:`lit_nn.tracking`), with checkpoints beside
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -116,7 +115,7 @@ class LitNNCLI(LightningCLI):
         group.add_argument("--system_metrics", type=bool, default=False,
                            help="fit only: MLflow's system metrics (system/cpu_utilization_percentage, memory, "
                                 "disk, network; GPU with pip install 'lit-nn[gpu]') every 10 s")
-        parser.add_argument("--images", type=list[str] | None, default=None,
+        parser.add_argument("--images", type=str, nargs="+", default=None,
                             help="predict only: image files (PNG, JPEG...) of digits to classify instead of "
                                  "the test split; any size, dark on light or light on dark")
 
@@ -124,7 +123,9 @@ class LitNNCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except ValueError as err:  # jsonargparse re-wraps errors raised by model/data __init__
-            cause = UserError.wrapped_in(err)
+            from lit_nn.cli.parser_errors import exception_chain
+
+            cause = next((e for e in exception_chain(err) if isinstance(e, UserError)), None)
             if cause is None:
                 raise
             raise cause from None
@@ -229,11 +230,10 @@ class LitNNCLI(LightningCLI):
         with store_fault_as_error(self.trainer):
             try:
                 self.trainer.fit(model, **kwargs)
-            except MisconfigurationException as err:  # Lightning's check of a resumed run's epochs
-                found = re.search(r"restored a checkpoint with current_epoch=(\d+)", str(err))
-                if not found:
+            except MisconfigurationException:  # Lightning's check of a resumed run's epochs, made once restored
+                epoch, max_epochs = self.trainer.current_epoch, self.trainer.max_epochs
+                if max_epochs in (None, -1) or epoch <= max_epochs:
                     raise
-                epoch = int(found[1])
                 raise UserError(f"the resumed run's last checkpoint is from epoch {epoch} (counting from 0); "
                                 f"--trainer.max_epochs {self.trainer.max_epochs} ends before it: give more than "
                                 f"{epoch + 1} to continue the run") from None

@@ -6,6 +6,7 @@ Checked against jsonargparse 4.53.0 on Python 3.11.
 from __future__ import annotations
 
 from argparse import Action
+from typing import Any
 
 from jsonargparse import ArgumentParser
 
@@ -29,3 +30,14 @@ def parser_actions(parser: ArgumentParser) -> list[Action]:
     all of them live (lit-nn reads their ``option_strings`` to suggest the nearest option to a typo).
     """
     return list(parser._actions)
+
+
+def action_typehint(parser: ArgumentParser, dest: str) -> Any:
+    """The type hint of ``parser``'s argument ``dest`` (None when it has none or no such argument).
+
+    Why: a value refused by a union of choices (Lightning's ``trainer.precision``) is reported by
+    jsonargparse with the first alternative only; the hint gives every valid value. jsonargparse
+    keeps it on its typed actions as ``_typehint`` and offers no public accessor.
+    """
+    action = next((a for a in parser._actions if a.dest == dest), None)
+    return getattr(action, "_typehint", None)

@@ -17,21 +17,6 @@ class UserError(Exception):
     """An error caused by user input; its message is shown as-is, without a traceback."""
 
     exit_code = 2
-    _recent: list[UserError] = []  # noqa: RUF012 - see wrapped_in()
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        UserError._recent = [*UserError._recent[-9:], self]
-
-    @classmethod
-    def wrapped_in(cls, error: BaseException) -> UserError | None:
-        """The UserError that ``error`` re-wraps, if any.
-
-        jsonargparse instantiates config classes and turns their exceptions into a new
-        ``ValueError`` that only quotes our message; this finds the original again.
-        """
-        text = str(error)
-        return next((e for e in reversed(cls._recent) if str(e) in text), None)
 
 
 def unknown_choice(what: str, value: object, valid: Iterable[str]) -> UserError:

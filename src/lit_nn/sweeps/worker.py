@@ -88,11 +88,6 @@ def _output_to(log: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-# jsonargparse's boilerplate around the one line that says what is wrong
-_NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:",
-          "- Expected a <class 'NoneType'>", "Given value type:", "Given value:")
-
-
 def error_from_log(log: Path, limit: int = 600) -> str:
     """The ``error:`` message a CLI printed (jsonargparse, lit-nn), condensed to one line."""
     try:
@@ -102,7 +97,6 @@ def error_from_log(log: Path, limit: int = 600) -> str:
     for i in range(len(lines) - 1, -1, -1):
         if lines[i].startswith("error:"):
             kept = [line.strip() for line in lines[i:i + 16] if line.strip()]
-            kept = [line for line in kept if not line.startswith(_NOISE)]
             return " ".join(kept).removeprefix("error:").strip()[:limit]
     tail = [line.strip() for line in lines[-3:] if line.strip()]
     return " ".join(tail)[:limit]
