@@ -92,7 +92,7 @@ figures: install          ## the learning path's figures: docs/figures/*.png fro
 # NOTEBOOKS=notebooks/04_optimizers.py executes one (NOTEBOOK_BUILD: where the .ipynb go).
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9]*.py)) $(sort $(wildcard notebooks/ja/[0-9]*.py))
 NOTEBOOK_BUILD ?= notebooks/_build
-notebooks: install        ## execute every notebook, English and Japanese, into notebooks/_build/ with outputs; runs in mlruns/ (make ui); LIT_NN_NOTEBOOK_QUICK=1: tiny budgets
+notebooks: install        ## execute every notebook, English and Japanese, into notebooks/_build/ with outputs; runs in mlruns/ (make ui) (~30 min; LIT_NN_NOTEBOOK_QUICK=1: tiny budgets, ~5 min)
 	for nb in $(NOTEBOOKS); do \
 	  out=$(NOTEBOOK_BUILD)/$${nb#notebooks/}; out=$${out%.py}.ipynb; mkdir -p $$(dirname $$out) && \
 	  $(BIN)/jupytext --quiet --to ipynb -o $$out $$nb && \
