@@ -28,8 +28,8 @@ CASES = [
     ("unknown-dataset", [*MLP, "--data.init_args.dataset", "mnsit"], ["unknown dataset 'mnsit'", "fashion_mnist"]),
     ("negative-depth", [*MLP, "--model.init_args.depth", "-1"], ["model.depth must be >= 0, got -1"]),
     ("zero-width", [*MLP, "--model.init_args.hidden", "0"], ["model.hidden must be > 0, got 0"]),
-    ("zero-lr", [*MLP, "--model.init_args.lr", "0"], ["lr must be > 0, got 0"]),
-    ("negative-lr", [*MLP, "--model.init_args.lr", "-0.1"], ["lr must be > 0, got -0.1"]),
+    ("zero-lr", [*MLP, "--model.init_args.lr", "0"], ["model.lr: 0 does not conform to restriction v>0 and v<inf"]),
+    ("negative-lr", [*MLP, "--model.init_args.lr", "-0.1"], ["model.lr: -0.1 does not conform to restriction v>0"]),
     ("zero-batch", [*MLP, "--data.init_args.batch_size", "0"], ["data.batch_size must be > 0, got 0"]),
     ("dropout-range", [*MLP, "--model.init_args.dropout", "1.5"], ["model.dropout must be in [0, 1), got 1.5"]),
     ("negative-epochs", [*MLP, "--trainer.max_epochs", "-3"], ["invalid Trainer setting", "max_epochs", "-3"]),
@@ -97,8 +97,8 @@ CASES = [
     ("negative-gradient-clip", [*MLP, "--trainer.gradient_clip_val", "-1"],
      ["--trainer.gradient_clip_val -1", "finite number >= 0"]),
     ("epochs-without-end", [*MLP, "--trainer.max_epochs", "-1"], ["--trainer.max_epochs -1 trains forever"]),
-    ("lr-nan", [*MLP, "--model.init_args.lr", "nan"], ["model.lr: Expected float. Got value: nan"]),
-    ("lr-inf", [*MLP, "--model.init_args.lr", "inf"], ["model.lr: Expected float. Got value: inf"]),
+    ("lr-nan", [*MLP, "--model.init_args.lr", "nan"], ["model.lr: nan does not conform to restriction v>0 and v<inf"]),
+    ("lr-inf", [*MLP, "--model.init_args.lr", "inf"], ["model.lr: inf does not conform to restriction v>0 and v<inf"]),
     ("config-disagrees-with-checkpoint", ["test", "-c", "experiments/mnist_mlp.yaml", "--ckpt_path",
                                           "{tmp}/rnn/abc.ckpt"], ["holds a CharRNN model", "builds a MLP"]),
     ("generate-seed-overflow", ["generate", "--ckpt", "{tmp}/rnn/abc.ckpt", "--seed", "18446744073709551616"],
@@ -199,6 +199,18 @@ def test_server_auth_without_its_extra_is_named_before_anything_starts(tmp_path,
     with pytest.raises(UserError, match=r"--auth true .*Flask-WTF.*pip install 'lit-nn\[server\]'"):
         server.check_plan(server.ServerPlan(folder=tmp_path / "srv", port=5000, auth=True))
     assert not (tmp_path / "srv").exists()
+
+
+def test_a_constrained_learning_rate_reaches_the_checkpoint_as_a_plain_float():
+    """jsonargparse passes ``lr`` as its restricted type (a float subclass); the hyperparameters a
+    checkpoint keeps must be plain numbers, or torch.load(weights_only=True) refuses to read them."""
+    from lit_nn.cli.train import trainer_parser
+
+    parser = trainer_parser("fit")
+    config = parser.parse_args(["-c", "experiments/mnist_mlp.yaml", "--model.init_args.lr", "0.25"])
+    model = parser.instantiate_classes(config).model
+    assert type(config.model.init_args.lr) is not float  # what the type gives: FinitePositiveFloat
+    assert type(model.hparams.lr) is float and model.hparams.lr == 0.25
 
 
 def test_resuming_with_fewer_epochs_than_trained_is_one_sentence(capsys, client):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
+from lit_nn.core.domains import FinitePositiveFloat, plain_numbers
 from lit_nn.core.errors import UserError
 from lit_nn.core.names import Metric, Tag
 from lit_nn.models.optimizers import build_optimizer, check_optimizer_args, lr_factor
@@ -93,7 +94,7 @@ class LitModel(L.LightningModule):
     def __init__(
         self,
         optimizer: str = "adam",
-        lr: float = 1e-3,
+        lr: FinitePositiveFloat = 1e-3,
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         nesterov: bool = False,
@@ -106,6 +107,7 @@ class LitModel(L.LightningModule):
         check_optimizer_args(optimizer, lr, weight_decay, momentum, lr_schedule, warmup_steps)
         # every __init__ up the subclass chain is collected: the subclass's arguments and these
         self.save_hyperparameters()
+        plain_numbers(self.hparams)  # lr arrives as a FinitePositiveFloat from the command line
         self.confusion_matrix: torch.Tensor | None = None
         self.sample_text: str | None = None
         # the epoch's summed training loss and its weight; a plain attribute, not a buffer: DDP
