@@ -145,6 +145,8 @@ class ImageDataModule(LitDataModule):
             ``rotate`` or ``scale`` set, a random affine map per image instead (see :func:`random_affine`).
         rotate: with ``augment``, rotate each training image by up to this many degrees either way.
         scale: with ``augment``, scale each training image by a factor in [1 - scale, 1 + scale].
+        elastic: with ``augment``, also an elastic distortion per image: a smooth random displacement
+            field of up to about this many pixels (uniform on a 4 × 4 grid, upsampled); 0 disables it.
         normalize: the (mean, std) pixels in [0, 1] are standardized with; default: the dataset's
             training-set statistics (MNIST 0.1307, 0.3081). [0.5, 0.5] maps pixels to [-1, 1], as
             torchvision's ``Normalize((0.5,), (0.5,))`` does; [0, 1] keeps them in [0, 1] (``ToTensor`` alone).
@@ -162,12 +164,14 @@ class ImageDataModule(LitDataModule):
         normalize: tuple[float, float] | None = None,
         rotate: float = 0.0,
         scale: float = 0.0,
+        elastic: float = 0.0,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise unknown_choice("dataset", dataset, DATASETS)
         check_positive("data.batch_size", batch_size)
         check_positive("data.rotate", rotate, allow_zero=True)
+        check_positive("data.elastic", elastic, allow_zero=True)
         if not 0 <= scale < 1:
             raise UserError(f"data.scale takes a fraction in [0, 1) (0.1: scale by 0.9 to 1.1), got {scale}")
         if val_size is not None:
@@ -306,16 +310,20 @@ class ImageDataModule(LitDataModule):
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
         if self.hparams.augment and self.trainer is not None and self.trainer.training:
             x, y = batch
-            if self.hparams.rotate or self.hparams.scale:
-                return random_affine(x, max_shift=2, rotate=self.hparams.rotate, scale=self.hparams.scale), y
+            hp = self.hparams
+            if hp.rotate or hp.scale or hp.elastic:
+                return random_affine(x, max_shift=2, rotate=hp.rotate, scale=hp.scale, elastic=hp.elastic), y
             return random_shift(x, max_shift=2), y
         return batch
 
 
-def random_affine(x: torch.Tensor, max_shift: float, rotate: float, scale: float) -> torch.Tensor:
+def random_affine(x: torch.Tensor, max_shift: float, rotate: float, scale: float,
+                  elastic: float = 0.0, cells: int = 4) -> torch.Tensor:
     """Rotate each image of a batch by up to ``rotate`` degrees, scale it by 1 ± ``scale`` and shift
     it by up to ``max_shift`` pixels, all drawn per image: one ``affine_grid`` and one bilinear
-    ``grid_sample`` for the whole batch, on the batch's device. Uncovered pixels get the background
+    ``grid_sample`` for the whole batch, on the batch's device. With ``elastic``, the grid is
+    also displaced by a smooth per-image random field of up to about ``elastic`` pixels (see
+    :func:`elastic_field`; an elastic distortion, Simard et al., 2003). Uncovered pixels get the background
     (the batch's minimum)."""
     n, _, h, w = x.shape
     u = torch.rand(n, 4, device=x.device, dtype=x.dtype) * 2 - 1  # uniform in [-1, 1)
@@ -325,8 +333,20 @@ def random_affine(x: torch.Tensor, max_shift: float, rotate: float, scale: float
     shift = u[:, 2:] * (2 * max_shift / torch.tensor([w, h], device=x.device, dtype=x.dtype))
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if elastic:
+        grid = grid + elastic_field(n, h, w, elastic, cells, x)
     fill = x.amin()
     return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+
+
+def elastic_field(n: int, h: int, w: int, alpha: float, cells: int, like: torch.Tensor) -> torch.Tensor:
+    """``n`` smooth random displacement fields, shape (n, h, w, 2), in ``affine_grid``'s units ([-1, 1]
+    spans the image): uniform noise in [-alpha, alpha] pixels on a ``cells`` × ``cells`` grid, upsampled
+    bicubically to the image (one interpolation for the batch: the blur of Simard et al. at a fraction of the cost)."""
+    noise = torch.rand(n, 2, cells, cells, device=like.device, dtype=like.dtype) * 2 - 1
+    field = F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=False)
+    units = torch.tensor([2 / w, 2 / h], device=like.device, dtype=like.dtype)
+    return field.permute(0, 2, 3, 1) * alpha * units
 
 
 def random_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:

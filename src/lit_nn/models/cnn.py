@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from lit_nn.core.errors import UserError, check_fraction, check_positive
-from lit_nn.models.base import Classifier
+from lit_nn.models.base import Classifier, attached_trainer
 
 
 class CNN(Classifier):
@@ -19,6 +23,10 @@ class CNN(Classifier):
         fc: widths of the two hidden fully connected layers (default 128, 64).
         dropout: dropout before the first fully connected layer (0 disables it).
         batch_norm: batch normalization after each convolution, before its ReLU.
+        label_smoothing: the training loss's label smoothing (``nn.CrossEntropyLoss``'s; 0 disables it).
+        ema_decay: keep an exponential moving average of the weights, updated every step with this decay
+            (Lightning's ``EMAWeightAveraging``); validation, checkpoints and the model after fit use the
+            averaged weights (0 disables it).
         num_classes: number of output classes.
         **optim_args: optimizer, lr, weight_decay, momentum, nesterov (see :class:`LitModel`).
     """
@@ -31,6 +39,8 @@ class CNN(Classifier):
         fc: tuple[int, int] = (128, 64),
         dropout: float = 0.0,
         batch_norm: bool = False,
+        label_smoothing: float = 0.0,
+        ema_decay: float = 0.0,
         num_classes: int = 10,
         **optim_args: Any,
     ) -> None:
@@ -41,6 +51,10 @@ class CNN(Classifier):
             for v in value:
                 check_positive(name, v)
         check_fraction("model.dropout", dropout)
+        check_fraction("model.label_smoothing", label_smoothing)
+        if not 0 <= ema_decay < 1:
+            raise UserError(f"model.ema_decay takes a decay in [0, 1) (0.99: the last ~100 steps weigh most), "
+                            f"got {ema_decay}")
         c1, c2 = channels
 
         def norm(c: int) -> list[nn.Module]:
@@ -55,3 +69,15 @@ class CNN(Classifier):
             nn.Linear(fc[0], fc[1]), nn.ReLU(),
             nn.Linear(fc[1], num_classes),
         )
+
+    def training_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+
+    def configure_callbacks(self) -> list[Callback]:
+        """The weight averaging when ``ema_decay`` is set (Lightning adds a model's callbacks to the Trainer's),
+        in fit only: a checkpoint already holds the averaged weights for test and predict."""
+        trainer = attached_trainer(self)
+        fitting = trainer is None or trainer.state.fn == TrainerFn.FITTING
+        if not self.hparams.ema_decay or not fitting:
+            return []
+        return [EMAWeightAveraging(decay=self.hparams.ema_decay)]
