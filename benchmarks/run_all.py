@@ -175,10 +175,11 @@ def summary(results: dict[str, Any]) -> str:
         setup = mt["phases"][0][1] + mt["phases"][-1][1]
         rows.append(["`make train` start to finish (start-up + exit)",
                      f"{fmt_s(mt['wall_s'])} ({fmt_s(setup)})", "≤ 60 s", verdict(mt["wall_s"] <= 60.0)])
-        official = mt.get("official_test")
-        if official:
-            rows.append(["`make train`'s model on the official MNIST test set (10,000 images, scored once)",
-                         f"{official['accuracy']:.2%}", "≥ 98.5 %", verdict(official["accuracy"] >= 0.985)])
+        dist = st.get("official_over_seeds")
+        if dist:
+            rows.append([f"`make train`'s model on the official MNIST test set (10,000 images), over {dist['n']} seeds",
+                         f"mean {dist['mean']:.2%}, min {dist['min']:.2%}, max {dist['max']:.2%}",
+                         "mean ≥ 99.0 %, min ≥ 98.8 %", verdict(dist["mean"] >= 0.99 and dist["min"] >= 0.988)])
         commands = st.get("commands") or {}
         helps = {k: v for k, v in commands.items() if k.endswith("--help")}
         if helps:
