@@ -10,6 +10,42 @@ on the 500 held-out images of that split. The official MNIST test set is never t
 
 Prints one Markdown row per variant (mean ± std of val_acc over the seeds, median train seconds
 with ``--threads`` torch threads per worker) and appends every single run to ``--log`` as JSON.
+
+Round 2 (issue 31: can the default reach 99 % on the official test set?), on top of the default chosen
+in round 1 (``base`` = experiments/mnist_cnn.yaml: one-cycle lr 0.004, shifts + ±10° + ×0.9-1.1, 25
+epochs); ``--workers 1 --threads 1`` on a 2-core machine that another job kept busy, so the seconds
+are inflated and noisy (``make train`` with 2 threads, unloaded, trains ``base`` in ~20 s).
+drop = dropout 0.25, ls = label smoothing 0.1, ema = EMA of the weights (decay 0.995) validated and
+saved, elastic N = elastic distortion of ~N px, c24x48 / wide = channels 24, 48 / 32, 64, v1500 =
+a 1,500-image validation split (3,000 train) instead of 500:
+
+| variant | seeds = splits | val_acc % mean ± std | train s (median) |
+|---|---|---|---|
+| base | 0-4 | 99.04 ± 0.36 | 18 |
+| ema | 0-4 | 99.04 ± 0.33 | 46 |
+| drop+ls+ema | 0-4 | 98.96 ± 0.17 | 28 |
+| drop+ls+ema e30 | 0-3 | 99.00 ± 0.28 | 28 |
+| c24x48+drop+ls+ema | 0-4 | 98.96 ± 0.38 | 57 |
+| wide+bn+drop+ls+ema | 0-2 | 99.00 ± 0.20 | 78 |
+| elastic2+drop+ls+ema | 0-4 | 98.52 ± 0.41 | 30 |
+| elastic2 | 0 | 98.40 | 55 |
+| base v1500 | 0-5 | 98.46 ± 0.25 | 21 |
+| ema v1500 | 0-2 | 98.47 ± 0.20 | 19 |
+| drop+ls+ema v1500 | 0-2 | 98.40 ± 0.23 | 24 |
+| c24x48+drop+ls+ema v1500 | 0-2 | 98.53 ± 0.12 | 36 |
+| c24x48 v1500 | 0-2 | 98.60 ± 0.18 | 36 |
+| wide v1500 | 0-5 | 98.57 ± 0.23 | 37 |
+| bn v1500 | 0-2 | 98.47 ± 0.55 | 30 |
+| e35 v1500 | 0-2 | 98.44 ± 0.23 | 30 |
+
+On the 500-image split every variant but elastic distortion reads 99.0 ± 0.3 % (one image is 0.2 %):
+the split cannot rank them. On the 1,500-image split (``base v1500`` reads 98.53 ± 0.20 % on seeds
+0-2, the seeds of the other v1500 rows) none beats ``base`` by more than its noise: the best, 32/64
+channels, reads +0.11 % over seeds 0-5 (paired by seed: +0.11 ± 0.07 % standard error, from -0.13 to
++0.27 %) for ~1.8× the time, 24/48 channels +0.07 % on seeds 0-2; dropout, label smoothing, the EMA,
+batch norm, 35 epochs and elastic distortion read at or below ``base`` (perhaps this small network is
+not overfitting to begin with; its training accuracy was not recorded). So round 2 kept the default
+unchanged; ``make bench`` scores it over 5 seeds (official test: mean 98.55 %, min 98.34 %, max 98.69 %).
 """
 
 from __future__ import annotations
@@ -28,6 +64,10 @@ WIDE = {"channels": [32, 64]}
 AFFINE = {"augment": True, "rotate": 10.0, "scale": 0.1}
 ONECYCLE = {"lr_schedule": "onecycle", "lr": 0.004}
 BN = {"batch_norm": True}
+DROP = {"dropout": 0.25}
+LS = {"label_smoothing": 0.1}
+EMA = {"ema_decay": 0.995}
+V1500 = {"val_size": 1500}
 # name: (model overrides, data overrides, trainer overrides), each on top of experiments/mnist_cnn.yaml
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "base": ({}, {}, {}),
@@ -50,6 +90,25 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "affine15+onecycle e25": (ONECYCLE, {**AFFINE, "rotate": 15.0, "scale": 0.15}, {"max_epochs": 25}),
     "affine+onecycle+bn e20": ({**ONECYCLE, **BN}, AFFINE, {"max_epochs": 20}),
     "affine+onecycle lr0.008 e25": ({**ONECYCLE, "lr": 0.008}, AFFINE, {"max_epochs": 25}),
+    # round 2 (issue 31), on top of the default chosen above (affine+onecycle e25, so "base" is it now):
+    # dropout before the classifier, label smoothing, an EMA of the weights (validated and saved), width
+    "ema": (EMA, {}, {}),
+    "drop+ls+ema": ({**DROP, **LS, **EMA}, {}, {}),
+    "wide+bn+drop+ls+ema": ({**WIDE, **BN, **DROP, **LS, **EMA}, {}, {}),
+    "elastic2": ({}, {"elastic": 2.0}, {}),
+    "elastic2+drop+ls+ema": ({**DROP, **LS, **EMA}, {"elastic": 2.0}, {}),
+    "c24x48+drop+ls+ema": ({**DROP, **LS, **EMA, "channels": [24, 48]}, {}, {}),
+    "drop+ls+ema e30": ({**DROP, **LS, **EMA}, {}, {"max_epochs": 30}),
+    # the 500-image validation split reads ~99.0 % for all of the above (1 image = 0.2 %): a 1,500-image
+    # split (3,000 train) resolves them better, on the sample still
+    "base v1500": ({}, V1500, {}),
+    "ema v1500": (EMA, V1500, {}),
+    "drop+ls+ema v1500": ({**DROP, **LS, **EMA}, V1500, {}),
+    "c24x48+drop+ls+ema v1500": ({**DROP, **LS, **EMA, "channels": [24, 48]}, V1500, {}),
+    "c24x48 v1500": ({"channels": [24, 48]}, V1500, {}),
+    "wide v1500": (WIDE, V1500, {}),
+    "e35 v1500": ({}, V1500, {"max_epochs": 35}),
+    "bn v1500": (BN, V1500, {}),
 }
 
 
