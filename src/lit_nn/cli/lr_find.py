@@ -82,7 +82,7 @@ def run_lr_find(argv: list[str]) -> float | None:
     import yaml
     from lightning.pytorch.tuner import Tuner
 
-    from lit_nn.cli.config_checks import check_config_file
+    from lit_nn.cli.config_checks import check_config_file, config_paths
     from lit_nn.cli.parser_errors import parser_error
     from lit_nn.cli.train import TRAINER_DEFAULTS
     from lit_nn.models.base import LitModel
@@ -96,9 +96,8 @@ def run_lr_find(argv: list[str]) -> float | None:
     if {"-h", "--help"} & set(argv):
         parser.print_help()
         return None
-    for i, arg in enumerate(argv[:-1]):
-        if arg in ("-c", "--config"):
-            check_config_file(argv[i + 1])
+    for path in config_paths(argv):
+        check_config_file(path)
     try:
         config = parser.parse_args(argv)
         options = {name: config.pop(name) for name in OWN_OPTIONS}

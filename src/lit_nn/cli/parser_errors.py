@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 
 from jsonargparse import ArgumentParser
 
+from lit_nn.cli.config_checks import option_values
 from lit_nn.compat.jsonargparse import action_typehint, parser_actions
 from lit_nn.core.errors import UserError
 from lit_nn.core.signatures import init_arg_names
@@ -38,12 +39,22 @@ def exception_chain(err: BaseException) -> list[BaseException]:
     return chain
 
 
+def user_error_in(err: BaseException) -> UserError | None:
+    """The lit-nn UserError ``err`` was raised from (a model's or data module's check), if any."""
+    return next((e for e in exception_chain(err) if isinstance(e, UserError)), None)
+
+
+def _keys(chain: list[BaseException]) -> list[str]:
+    """The key of each level of a nested value, outermost first (``Parser key "model"`` → ``model``)."""
+    return [_message(e).split('"')[1] for e in chain if _message(e).startswith('Parser key "')]
+
+
 def explain(err: BaseException) -> UserError:
     """The sentence for a jsonargparse error (see the module docstring)."""
-    chain = exception_chain(err)
-    if (user := next((e for e in chain if isinstance(e, UserError)), None)) is not None:
+    if (user := user_error_in(err)) is not None:
         return user
-    keys = [_message(e).split('"')[1] for e in chain if _message(e).startswith('Parser key "')]
+    chain = exception_chain(err)
+    keys = _keys(chain)
     text = " ".join(_type_names(_message(chain[-1])).split())
     where = ".".join(dict.fromkeys(keys))
     return UserError(f"{where + ': ' if where else ''}{text}{_nearest(_quoted(text)[-1:], _candidates(chain))}")
@@ -99,35 +110,36 @@ def parser_error(err: Exception, parser: ArgumentParser | Callable[[], ArgumentP
     """One sentence for any error of ``parser`` on ``argv``: an unknown option with the nearest one,
     an option missing its value, or :func:`explain`'s. ``parser`` may be a function that builds it
     (LightningCLI's: built again only for a typo)."""
+    def built() -> ArgumentParser:
+        return parser if isinstance(parser, ArgumentParser) else parser()
+
     message = _message(err)
     if message.startswith("unrecognized arguments:"):
         words = message.split(":", 1)[1].split()
         unknown = next((w.split("=", 1)[0] for w in words if w.startswith("-")), None)
         if unknown is None:
             return UserError(f"{prog}: unexpected argument {words[0]!r}; see '{prog} --help'")
-        return unknown_option(unknown, option_names(parser if isinstance(parser, ArgumentParser) else parser()), prog)
+        return unknown_option(unknown, option_names(built()), prog)
     if (missing := needs_a_value(message, prog, argv)) is not None:
         return missing
-    if (choices := _choices_refused(err, parser, argv)) is not None:
+    if (choices := _choices_refused(err, built, argv)) is not None:
         return UserError(f"{prog}: {choices}")
     explained = explain(err)
-    return explained if explained in exception_chain(err) else UserError(f"{prog}: {explained}")
+    return explained if explained is user_error_in(err) else UserError(f"{prog}: {explained}")
 
 
-def _choices_refused(err: Exception, parser: ArgumentParser | Callable[[], ArgumentParser],
-                     argv: list[str]) -> str | None:
+def _choices_refused(err: Exception, parser: Callable[[], ArgumentParser], argv: list[str]) -> str | None:
     """``key must be one of: ...; got 'v'`` for an option whose type is a union of ``Literal`` choices,
     whose every valid value jsonargparse does not list."""
-    keys = [_message(e).split('"')[1] for e in exception_chain(err) if _message(e).startswith('Parser key "')]
+    keys = _keys(exception_chain(err))
     if not keys:
         return None
-    hint = action_typehint(parser if isinstance(parser, ArgumentParser) else parser(), keys[0])
+    hint = action_typehint(parser(), keys[0])
     alternatives = [a for a in typing.get_args(hint) or (hint,) if a is not type(None)]
     if not alternatives or any(typing.get_origin(a) is not typing.Literal for a in alternatives):
         return None
     valid = ", ".join(dict.fromkeys(str(value) for a in alternatives for value in typing.get_args(a)))
-    given = next((v for i, a in enumerate(argv) for v in ([argv[i + 1]] if a == f"--{keys[0]}" and i + 1 < len(argv)
-                  else [a.split("=", 1)[1]] if a.startswith(f"--{keys[0]}=") else [])), None)
+    given = next(option_values(argv, f"--{keys[0]}"), None)
     return f"{keys[0]} must be one of: {valid}" + (f"; got {given!r}" if given is not None else "")
 
 

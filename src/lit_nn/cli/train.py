@@ -123,9 +123,9 @@ class LitNNCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except ValueError as err:  # jsonargparse re-wraps errors raised by model/data __init__
-            from lit_nn.cli.parser_errors import exception_chain
+            from lit_nn.cli.parser_errors import user_error_in
 
-            cause = next((e for e in exception_chain(err) if isinstance(e, UserError)), None)
+            cause = user_error_in(err)
             if cause is None:
                 raise
             raise cause from None

@@ -1,6 +1,5 @@
 """Types that say which values an option takes, so that jsonargparse refuses the others in its own
-words before anything is built (``model.lr: Not of type FinitePositiveFloat: nan does not conform
-to restriction v>0 and v<inf``).
+words before anything is built (``model.lr: nan does not conform to restriction v>0 and v<inf``).
 
 jsonargparse hands such a value to ``__init__`` as an instance of the restricted type (a ``float``
 subclass); :func:`plain_numbers` turns those back into plain numbers where they are kept, since a
