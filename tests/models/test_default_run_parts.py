@@ -106,3 +106,19 @@ def test_elastic_distortion_is_smooth_seeded_and_off_at_zero() -> None:
     assert (field[:, 1:] - field[:, :-1]).abs().max() < 1.0  # neighbours move alike: smooth, not noise
     with pytest.raises(UserError, match="data.elastic"):
         ImageDataModule(elastic=-1.0)
+
+
+def test_cnn_tta_averages_the_softmax_of_five_shifted_views_outside_training_only() -> None:
+    torch.manual_seed(0)
+    model = CNN(channels=(4, 8), fc=(16, 8), tta=True)
+    plain = CNN(channels=(4, 8), fc=(16, 8))
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(3, 1, 28, 28)
+    model.train(), plain.train()
+    assert torch.equal(model(x), plain(x))  # training sees one view
+    model.eval(), plain.eval()
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    views = [x, padded[..., 0:28, 1:29], padded[..., 2:30, 1:29], padded[..., 1:29, 0:28], padded[..., 1:29, 2:30]]
+    expected = torch.stack([plain(v).softmax(dim=1) for v in views]).mean(dim=0)
+    assert torch.allclose(model(x).exp(), expected, atol=1e-6)
+    assert not torch.allclose(expected, plain(x).softmax(dim=1), atol=1e-4)  # the shifts change the answer

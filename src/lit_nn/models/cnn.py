@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -27,6 +28,8 @@ class CNN(Classifier):
         ema_decay: keep an exponential moving average of the weights, updated every step with this decay
             (Lightning's ``EMAWeightAveraging``); validation, checkpoints and the model after fit use the
             averaged weights (0 disables it).
+        tta: test-time augmentation: outside training, predict from the mean of the softmax over the
+            image and its four 1-pixel shifts (5 forward passes per image in validation, test and predict).
         num_classes: number of output classes.
         **optim_args: optimizer, lr, weight_decay, momentum, nesterov (see :class:`LitModel`).
     """
@@ -41,6 +44,7 @@ class CNN(Classifier):
         batch_norm: bool = False,
         label_smoothing: float = 0.0,
         ema_decay: float = 0.0,
+        tta: bool = False,
         num_classes: int = 10,
         **optim_args: Any,
     ) -> None:
@@ -69,6 +73,18 @@ class CNN(Classifier):
             nn.Linear(fc[0], fc[1]), nn.ReLU(),
             nn.Linear(fc[1], num_classes),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits; with ``tta`` outside training, the log of the softmax averaged over the shifted views
+        (so ``softmax``, ``argmax`` and the cross-entropy of the output read that average)."""
+        if self.training or not self.hparams.tta:
+            return self.net(x)
+        height, width = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")  # the border repeats: background stays background
+        views = [padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+                 for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))]
+        log_probs = torch.stack([self.net(v).log_softmax(dim=1) for v in views])
+        return log_probs.logsumexp(dim=0) - math.log(len(views))
 
     def training_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
