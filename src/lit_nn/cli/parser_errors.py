@@ -24,11 +24,6 @@ from lit_nn.compat.jsonargparse import action_typehint, parser_actions
 from lit_nn.core.errors import UserError
 from lit_nn.core.signatures import init_arg_names
 
-# the keys of a fit config file, for the nearest name to a misspelt one
-TOP_LEVEL_KEYS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "weights_only", "experiment",
-                  "run_name", "tags", "log_checkpoint", "log_model", "register", "test_after_fit", "resume", "images",
-                  "dynamics", "dynamics_every", "system_metrics")
-
 
 def exception_chain(err: BaseException) -> list[BaseException]:
     """``err`` and the exceptions it was raised from (``__cause__``, else ``__context__``), outermost first."""
@@ -93,7 +88,15 @@ def _candidates(chain: list[BaseException]) -> list[str]:
     for err in chain:
         if _message(err).startswith("Problem with given class_path"):
             return init_args_of(_quoted(_message(err))[0])
-    return list(TOP_LEVEL_KEYS)
+    return config_keys()
+
+
+def config_keys() -> list[str]:
+    """The top-level keys of a fit config file, read from `lit-nn fit`'s own parser (so a new option
+    is a candidate for the nearest name without being listed here)."""
+    from lit_nn.cli.train import fit_parser
+
+    return sorted({key.split(".")[0] for key in fit_parser().get_defaults().keys()} - {"config"})
 
 
 def _nearest(words: Iterable[str], choices: list[str]) -> str:
