@@ -72,3 +72,35 @@ def test_a_text_files_digest_follows_its_bytes_and_split(tmp_path: Path):
     assert record.name == "notes" and record.source_type == "local"
     assert json.loads(record.source)["uri"] == str(corpus)
     assert json.loads(record.profile)["size"] == len(corpus.read_text()) - int(len(corpus.read_text()) * 0.9)
+
+
+def test_two_runs_logging_one_new_dataset_at_once_both_record_it(client, tmp_path):
+    """MLflow's store looks a dataset up, then inserts it: a second run inserting the same new dataset in
+    between (what concurrent fits on a team server do) makes the first insert break the table's key.
+    The race is replayed exactly, on a real store: the rival run logs the dataset just before the first
+    run's insert executes. Both runs must end up linked to the one dataset row."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from lit_nn.tracking.datasets import log_data_inputs
+
+    data = ImageDataModule(root=str(tmp_path))  # no IDX files there: the sample
+    data.setup("fit")
+    experiment = client.create_experiment("race")
+    first, rival = (client.create_run(experiment).info.run_id for _ in range(2))
+    inserts = []
+
+    def rival_inserts_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO DATASETS"):
+            inserts.append(statement)
+            if len(inserts) == 1:  # the first run's insert, about to run: the rival wins the race
+                log_data_inputs(client, rival, data, ("train",))
+
+    event.listen(Engine, "before_cursor_execute", rival_inserts_first)
+    try:
+        assert log_data_inputs(client, first, data, ("train",)) == ["train"]
+    finally:
+        event.remove(Engine, "before_cursor_execute", rival_inserts_first)
+    assert len(inserts) == 2  # the race happened, and the first run's second try found the rival's row
+    records = [inputs_of(client.get_run(run_id)) for run_id in (first, rival)]
+    assert records[0] == records[1] and records[0]["training"][1] == input_digest(data.inputs["train"])

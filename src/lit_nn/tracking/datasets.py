@@ -70,6 +70,20 @@ def dataset_record(dataset: Any) -> Any:
                    source=fields["source"], schema=fields.get("schema"), profile=fields.get("profile"))
 
 
+INSERT_RACE_TRIES = 3
+# MLflow's SQL store looks a dataset up by (experiment, name, digest), then inserts it if absent, in
+# two statements: two runs logging the same new dataset at once can both miss it, and the second
+# insert then fails on the table's key (PostgreSQL's constraint "dataset_pk", SQLite's "UNIQUE
+# constraint failed: datasets..."). The failed request's transaction is rolled back whole, so asking
+# again is safe, and it finds the winner's row and links the run to it.
+_DATASET_KEY_VIOLATIONS = ('"dataset_pk"', "UNIQUE constraint failed: datasets.")
+
+
+def lost_dataset_insert_race(error: Exception) -> bool:
+    """Whether ``error`` is the dataset key violation of a concurrent first insert (see above)."""
+    return any(text in str(error) for text in _DATASET_KEY_VIOLATIONS)
+
+
 def log_data_inputs(client: Any, run_id: str, datamodule: Any, splits: tuple[str, ...]) -> list[str]:
     """Log ``splits`` of ``datamodule`` that its setup loaded to the run; return the splits logged."""
     from mlflow.entities import DatasetInput, InputTag
@@ -80,5 +94,12 @@ def log_data_inputs(client: Any, run_id: str, datamodule: Any, splits: tuple[str
     inputs = [DatasetInput(dataset_record(split_dataset(datamodule.inputs[split], split, datamodule.source)),
                            [InputTag(CONTEXT_TAG, CONTEXTS[split])]) for split in chosen]
     if inputs:
-        client.log_inputs(run_id, datasets=inputs)
+        for attempt in range(INSERT_RACE_TRIES):
+            try:
+                client.log_inputs(run_id, datasets=inputs)
+                break
+            except Exception as error:  # noqa: BLE001 - MLflow raises its own RestException/MlflowException
+                if attempt + 1 == INSERT_RACE_TRIES or not lost_dataset_insert_race(error):
+                    raise
     return chosen
+
