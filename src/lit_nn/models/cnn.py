@@ -83,7 +83,8 @@ class CNN(Classifier):
         padded = F.pad(x, (1, 1, 1, 1), mode="replicate")  # the border repeats: background stays background
         views = [padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
                  for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))]
-        log_probs = torch.stack([self.net(v).log_softmax(dim=1) for v in views])
+        # one pass over the five views stacked as one batch (outside training every layer is per-image)
+        log_probs = self.net(torch.cat(views)).log_softmax(dim=1).unflatten(0, (len(views), x.shape[0]))
         return log_probs.logsumexp(dim=0) - math.log(len(views))
 
     def training_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
