@@ -12,7 +12,7 @@ import yaml
 from lit_nn.core.errors import UserError
 from lit_nn.sweeps.driver import needs_own_process
 from lit_nn.sweeps.grid import config_hash, expand, load_sweep, parse_sweep, set_dotted, short_key
-from lit_nn.sweeps.plan import decide
+from lit_nn.sweeps.plan import DIVERGED, decide, done_summary
 
 from helpers import REPO, run_main
 
@@ -164,6 +164,23 @@ def test_resume_skips_finished_and_live_points_and_reruns_the_rest():
     assert decisions["depth=2"].note == "previous: KILLED" and decisions["depth=4"].note == "new"
     forced = [x.action for x in decide([a, b, c, d, e], runs, force=True)]
     assert forced == ["run", "run", "run", "running", "run"], "--force never doubles a live run"
+
+
+def test_a_diverged_trial_is_done_but_not_counted_as_finished():
+    """A tuning trial whose training diverged is its slot's result: skipped on a re-run, and the
+    re-run's line says so instead of calling it FINISHED; any other diverged point runs again."""
+    import dataclasses
+
+    a, b, c = (dataclasses.replace(p, phase="tune") for p in expand(spec_of(grid={"model.depth": [0, 1, 2]})))
+    blown = fake_run(b.config_hash, "FAILED", 1)
+    blown.data.tags["failure_reason"] = f"{DIVERGED}: the mean training loss of epoch 0 is nan"
+    runs = [fake_run(a.config_hash, "FINISHED", 1), blown, fake_run(c.config_hash, "FINISHED", 1)]
+    decisions = decide([a, b, c], runs)
+    assert [d.action for d in decisions] == ["done", "done", "done"]
+    assert done_summary(decisions) == "3 already done (2 FINISHED, 1 diverged trial)"
+    assert done_summary(decide([a, c], runs)) == "2 already FINISHED"
+    untuned = dataclasses.replace(b, phase=None)
+    assert [d.action for d in decide([untuned], runs)] == ["run"]
 
 
 def test_dry_run_lists_points_and_creates_nothing(capsys, tmp_path, monkeypatch):

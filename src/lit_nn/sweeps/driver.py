@@ -27,7 +27,7 @@ from lit_nn.core.errors import UserError, check_positive, unknown_choice
 from lit_nn.core.names import Metric, Tag
 from lit_nn.core.signals import SIGTERM_EXIT, SIGTERM_REASON, install_sigterm_handler, sigterm_received
 from lit_nn.sweeps.grid import POINT_NAME, Point, SweepSpec, arms, point_settings_count, short_key
-from lit_nn.sweeps.plan import DIVERGED, decide
+from lit_nn.sweeps.plan import DIVERGED, decide, done_summary
 from lit_nn.sweeps.sweep import PARENT, Sweep
 from lit_nn.sweeps.worker import SKIPPED
 from lit_nn.tracking.lifecycle import RunStatus, tracked_run
@@ -191,7 +191,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], extra: list[str], options: S
            + (f" (--workers {options.workers}: one per point to run)" if options.workers > max(len(todo), 1) else "")
            + " × "
            f"{threads or os.environ.get('OMP_NUM_THREADS')} thread(s), {mode}")
-    print(f"  {len(todo)} to run, {sum(d.action == 'done' for d in decisions)} already FINISHED "
+    print(f"  {len(todo)} to run, {done_summary(decisions)} "
           f"(points another sweep holds are skipped); {how}; logs in {out_dir / 'logs'}", flush=True)
     started = min(options.workers, max(len(todo), 1))
     if any(pin is not None for pin in pins[:started]):
@@ -277,7 +277,7 @@ def _confirm_phase(client: Any, sweep: Sweep, extra: list[str], options: SweepOp
     todo = [d.point for d in decisions if d.action in ("run", "running")]
     seeds = confirm_seeds(sweep.tune.confirm.seeds, spec.seeds)
     print(f"confirm: {len(chosen)} arm(s), each its best setting on seeds {seeds[0]}..{seeds[-1]}, judged on the "
-          f"test split: {len(todo)} to run, {len(decisions) - len(todo)} already FINISHED", flush=True)
+          f"test split: {len(todo)} to run, {done_summary(decisions)}", flush=True)
     if pending:
         print(f"confirm: not yet for {', '.join(pending)}: their tuning budget is not spent (a trial failed, or "
               "another sweep still runs it); run the same command again when it is", file=sys.stderr, flush=True)

@@ -59,3 +59,13 @@ def decide(points: list[Point], runs: list[Any], force: bool = False) -> list[De
                 note = "forced"
             decisions.append(Decision(point, "run", note))
     return decisions
+
+
+def done_summary(decisions: list[Decision]) -> str:
+    """How many points a re-run skips as done, e.g. "14 already FINISHED", or "14 already done (13
+    FINISHED, 1 diverged trial)" when some are diverged tuning trials (done, but not FINISHED)."""
+    done = [d for d in decisions if d.action == "done"]
+    failed = sum(d.note.startswith("diverged") for d in done)
+    if not failed:
+        return f"{len(done)} already FINISHED"
+    return f"{len(done)} already done ({len(done) - failed} FINISHED, {failed} diverged trial{'s' * (failed > 1)})"
