@@ -102,4 +102,3 @@ def log_data_inputs(client: Any, run_id: str, datamodule: Any, splits: tuple[str
                 if attempt + 1 == INSERT_RACE_TRIES or not lost_dataset_insert_race(error):
                     raise
     return chosen
-
